@@ -1,0 +1,304 @@
+"""smsbot's Flask app: settings, HTTP routes and CLI commands. The only module importing flask."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+from flask import Flask, Response, current_app, request
+from twilio.request_validator import (
+    SIGNATURE_SETTINGS_HEADER,
+    RequestValidator,
+    get_signature_algorithm,
+)
+from twilio.twiml.messaging_response import MessagingResponse
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from flows.check import report
+from flows.engine import Inbound, handle
+from flows.loader import load_flows
+from flows.machine import machine_for
+from flows.model import FlowError, FlowSet
+from flows.phones import to_e164
+from storage import Processed, Store, StoreBusy, open_store
+
+ROOT = Path(__file__).resolve().parent
+DEV_SECRET_KEY = "smsbot-development-key-not-secret"
+MAX_BODY = 64 * 1024  # SPEC §3: larger webhook bodies get 413
+
+# Every setting (SPEC §2): name without the SMSBOT_ prefix → default. The README's table
+# lists each one; tests/test_docs.py keeps the two in step.
+DEFAULTS: dict[str, object] = {
+    "DATABASE": str(ROOT / "instance" / "smsbot.db"),
+    "DATABASE_URL": None,
+    "FLOWS_DIR": str(ROOT / "flows" / "definitions"),
+    "TWILIO_ACCOUNT_SID": None,
+    "TWILIO_AUTH_TOKEN": None,
+    "TWILIO_FROM": None,
+    "TWILIO_API_URL": None,
+    "PUBLIC_URL": None,
+    "BEHIND_PROXY": 0,
+    "VALIDATE_SIGNATURES": True,
+    "SECRET_KEY": None,
+    "API_TOKEN": None,
+    "MESSAGE_RETENTION_DAYS": 90,
+    "EVIDENCE_RETENTION_DAYS": 1826,
+    "QUIET_HOURS": "21:00-08:00",
+    "SEND_RATE": 1.0,
+    "ENV": "development",
+    "DEFAULT_REGION": "US",
+}
+REQUIRED_FIELDS = ("From", "To", "MessageSid")
+_CLOCK_STEP = re.compile(r"@(\d+)([mhd])")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+class SettingsError(RuntimeError):
+    """A setting is missing or malformed; raised by create_app so the process exits."""
+
+
+def _coerce(name: str, value: object) -> object:
+    """Environment values arrive as text (or JSON-decoded); give each setting its type."""
+    default = DEFAULTS[name]
+    if value is None:
+        return None
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            raise SettingsError(f"SMSBOT_{name} must be true or false, got {value!r}")
+        return text in ("1", "true", "yes", "on")
+    if isinstance(default, int | float):
+        try:
+            return type(default)(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"SMSBOT_{name} must be a number, got {value!r}") from None
+    return str(value)
+
+
+def _settings(app: Flask, config: Mapping[str, object] | None) -> None:
+    app.config.update(DEFAULTS)
+    app.config.from_prefixed_env("SMSBOT")
+    if app.config.get("DATABASE_URL") is None and os.environ.get("DATABASE_URL"):
+        app.config["DATABASE_URL"] = os.environ["DATABASE_URL"]  # Heroku's add-on sets this
+    for key, value in (config or {}).items():
+        app.config[key.removeprefix("SMSBOT_")] = value
+    for name in DEFAULTS:
+        app.config[name] = _coerce(name, app.config.get(name))
+    production = app.config["ENV"] == "production"
+    if not app.config["SECRET_KEY"]:
+        if production:
+            raise SettingsError("SMSBOT_SECRET_KEY is required when SMSBOT_ENV=production")
+        app.logger.warning("SMSBOT_SECRET_KEY is unset: using the development key")
+        app.config["SECRET_KEY"] = DEV_SECRET_KEY
+    if not app.config["VALIDATE_SIGNATURES"]:
+        if production:
+            raise SettingsError("SMSBOT_VALIDATE_SIGNATURES=false is refused in production")
+        app.logger.warning("Twilio signature validation is OFF: for local development only")
+    elif not app.config["TWILIO_AUTH_TOKEN"]:
+        if production:
+            raise SettingsError("SMSBOT_TWILIO_AUTH_TOKEN is required to validate webhooks")
+        app.logger.warning("SMSBOT_TWILIO_AUTH_TOKEN is unset: every webhook will get 403")
+
+
+def _open_store(app: Flask) -> Store:
+    url = app.config["DATABASE_URL"]
+    if url and url.startswith(("postgres://", "postgresql://")):
+        raise SettingsError("the PostgreSQL back end is not available yet (issue 5)")
+    return open_store(app.config["DATABASE"], app.config["SECRET_KEY"])
+
+
+def _load_flows(app: Flask) -> FlowSet:
+    try:
+        flows = load_flows(app.config["FLOWS_DIR"])
+    except FlowError as error:
+        for problem in error.problems:
+            app.logger.error("%s", problem)
+        raise
+    for flow in flows.flows:
+        machine_for(flow)  # build each flow's machine once, at start-up
+    return flows
+
+
+def create_app(config: Mapping[str, object] | None = None) -> Flask:
+    """Build the app: settings, flows (refusing to start on an error), storage, routes."""
+    app = Flask(__name__)
+    if not app.logger.handlers or app.logger.level == logging.NOTSET:
+        app.logger.setLevel(logging.INFO)
+    _settings(app, config)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    if app.config["BEHIND_PROXY"]:
+        hops = int(app.config["BEHIND_PROXY"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+    app.extensions["smsbot.flows"] = _load_flows(app)
+    store = _open_store(app)
+    store.migrate()
+    app.extensions["smsbot.store"] = store
+    _register_routes(app)
+    _register_commands(app)
+    return app
+
+
+def _store() -> Store:
+    return current_app.extensions["smsbot.store"]
+
+
+def _flows() -> FlowSet:
+    return current_app.extensions["smsbot.flows"]
+
+
+def receive(store: Store, flows: FlowSet, message: Inbound, now: datetime) -> Processed:
+    """Run one inbound message through the engine and storage in one transaction."""
+    return store.process(message, lambda contact: handle(message, contact, flows, now), now)
+
+
+def _twiml(replies: Iterable[str]) -> Response:
+    response = MessagingResponse()
+    for text in replies:
+        response.message(text)
+    return Response(str(response), mimetype="application/xml")
+
+
+def _signed_url() -> str:
+    public = current_app.config["PUBLIC_URL"]
+    if not public:
+        return request.url
+    query = request.query_string.decode("latin-1")
+    return public.rstrip("/") + request.path + (f"?{query}" if query else "")
+
+
+def _signature_ok() -> bool:
+    """Validate X-Twilio-Signature once, over the public URL and the posted form."""
+    if not current_app.config["VALIDATE_SIGNATURES"]:
+        return True
+    token = current_app.config["TWILIO_AUTH_TOKEN"]
+    signature = request.headers.get("X-Twilio-Signature")
+    if not token or not signature:
+        return False
+    algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
+    return RequestValidator(token).validate(_signed_url(), request.form, signature, algorithm)
+
+
+def _text(status: int, message: str) -> Response:
+    return Response(message + "\n", status=status, mimetype="text/plain")
+
+
+def _register_routes(app: Flask) -> None:
+    @app.post("/sms")
+    def sms() -> Response:
+        if not _signature_ok():
+            return _text(403, "invalid or missing X-Twilio-Signature")
+        form = request.form
+        for name in REQUIRED_FIELDS:
+            if not form.get(name):
+                return _text(400, f"missing field: {name}")
+        now = datetime.now(UTC)
+        # PostgreSQL text can't hold NUL; replace it so both back ends store the same body.
+        body = form.get("Body", "").replace("\x00", "\ufffd")
+        phone = to_e164(form["From"])
+        if phone is None:
+            current_app.logger.info("message %s from non-phone sender logged", form["MessageSid"])
+            _store().log_unroutable(form["MessageSid"], form["From"], body, now)
+            return _twiml(())
+        message = Inbound(
+            sid=form["MessageSid"],
+            phone=phone,
+            body=body,
+            opt_out_type=form.get("OptOutType", ""),
+            signature_verified=bool(current_app.config["VALIDATE_SIGNATURES"]),
+        )
+        return _twiml(receive(_store(), _flows(), message, now).replies)
+
+    @app.get("/healthz")
+    def healthz() -> tuple[dict, int]:
+        if _store().ping():
+            return {"status": "ok"}, 200
+        return {"status": "unavailable"}, 503
+
+    @app.errorhandler(StoreBusy)
+    def busy(error: StoreBusy) -> Response:
+        response = _text(503, "busy, try again")
+        response.headers["Retry-After"] = "1"
+        return response
+
+    @app.errorhandler(Exception)
+    def crash(error: Exception) -> Response:
+        if isinstance(error, HTTPException):
+            return _text(error.code or 500, error.name)
+        # The transaction has rolled back; Twilio's retry is safe (dedupe by MessageSid).
+        current_app.logger.exception("unhandled error")
+        return _text(500, "internal error")
+
+
+def _parse_time(value: str | None) -> datetime:
+    if not value:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"not an ISO-8601 time: {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@click.group("flows")
+def flows_cli() -> None:
+    """Check flow files (works even when the configured flows are broken)."""
+
+
+@flows_cli.command("check")
+@click.argument("directory", required=False)
+def flows_check(directory: str | None) -> None:
+    """Load and lint every flow; print problems and segment counts; exit 1 on an error."""
+    # A flask.commands entry point, so it runs without create_app: the flows it checks
+    # may be the very ones that stop the app from starting.
+    lines, ok = report(directory or os.environ.get("SMSBOT_FLOWS_DIR") or DEFAULTS["FLOWS_DIR"])
+    for line in lines:
+        click.echo(line)
+    sys.exit(0 if ok else 1)
+
+
+def _register_commands(app: Flask) -> None:
+    @app.cli.command("init-db")
+    def init_db() -> None:
+        """Create or migrate the database."""
+        _store().migrate()
+        click.echo("database ready")
+
+    @app.cli.command("simulate")
+    @click.option("--from", "sender", required=True, help="the texting phone number")
+    @click.option("--at", "start", help="ISO-8601 starting clock (no offset means UTC)")
+    @click.argument("texts", nargs=-1, required=True)
+    def simulate(sender: str, start: str | None, texts: tuple[str, ...]) -> None:
+        """Run texts through the real pipeline on a throwaway database."""
+        phone = to_e164(sender, current_app.config["DEFAULT_REGION"])
+        if phone is None:
+            raise click.BadParameter(f"not a phone number: {sender!r}", param_hint="--from")
+        now = _parse_time(start)
+        with tempfile.TemporaryDirectory(prefix="smsbot-simulate-") as scratch:
+            # Never the configured database: a simulation must not become evidence.
+            store = open_store(
+                os.path.join(scratch, "simulate.db"), current_app.config["SECRET_KEY"]
+            )
+            store.migrate()
+            try:
+                for number, text in enumerate(texts, start=1):
+                    step = _CLOCK_STEP.fullmatch(text.strip())
+                    if step:
+                        now += timedelta(**{_UNITS[step[2]]: int(step[1])})
+                        click.echo(f"  (clock {now.isoformat()})")
+                        continue
+                    click.echo(f"> {text}")
+                    message = Inbound(sid=f"SIM{number:031d}", phone=phone, body=text)
+                    for reply in receive(store, _flows(), message, now).replies:
+                        click.echo(f"< {reply}")
+            finally:
+                store.close()

@@ -1,0 +1,19 @@
+"""Phone numbers: parsing to E.164 (the only form smsbot stores)."""
+
+from __future__ import annotations
+
+import phonenumbers
+
+
+def to_e164(text: str, region: str | None = None) -> str | None:
+    """The E.164 form of `text`, or None when it is not a possible phone number.
+
+    Short codes and alphanumeric sender ids are not phone numbers (SPEC §5).
+    """
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

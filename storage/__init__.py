@@ -1,0 +1,80 @@
+"""Storage: one small interface, speaking in values, with a SQLite and a PostgreSQL back end."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from flows.contact import Contact
+from flows.engine import Inbound, Outcome
+from storage.ledger import LedgerRow
+
+
+class StoreBusy(Exception):
+    """The database stayed locked past the busy timeout; the caller may retry."""
+
+
+@dataclass(frozen=True)
+class Processed:
+    """What handling an inbound message produced: the reply texts, and whether it was a replay."""
+
+    replies: tuple[str, ...]
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """One row of the message log."""
+
+    id: int
+    sid: str | None
+    direction: str
+    phone: str
+    body: str
+    flow: str | None
+    created_at: datetime
+    status: str
+    error_code: str | None
+    reply_to: str | None
+
+
+class Store(Protocol):
+    """What the app needs from a database."""
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema."""
+
+    def ping(self) -> bool:
+        """True when the database answers."""
+
+    def process(
+        self, message: Inbound, decide: Callable[[Contact], Outcome], now: datetime
+    ) -> Processed:
+        """Dedupe, load, decide, save and commit one inbound message, one number at a time."""
+
+    def log_unroutable(self, sid: str, sender: str, body: str, now: datetime) -> None:
+        """Store a message from a sender that is not a phone number."""
+
+    def contact(self, phone: str) -> Contact:
+        """The number's consent state (a fresh Contact if never seen)."""
+
+    def messages(self, phone: str) -> list[StoredMessage]:
+        """The number's messages, oldest first."""
+
+    def profile(self, phone: str) -> dict[str, str]:
+        """The number's question answers."""
+
+    def ledger(self) -> list[LedgerRow]:
+        """Every ledger row, in sequence order."""
+
+    def close(self) -> None:
+        """Release this process's connections."""
+
+
+def open_store(database: str, secret_key: str, busy_timeout: float = 5.0) -> Store:
+    """The back end for a database setting: a SQLite file path."""
+    from storage.sqlite import SQLiteStore
+
+    return SQLiteStore(database, secret_key, busy_timeout)

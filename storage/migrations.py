@@ -1,0 +1,99 @@
+"""The SQLite schema, as sqlite-utils migrations: small named steps, applied once each."""
+
+from __future__ import annotations
+
+from sqlite_utils import Database, Migrations
+
+migrations = Migrations("smsbot")
+
+
+@migrations()
+def create_contacts(db: Database) -> None:
+    """One row per phone number that has texted or been opted in."""
+    db["contacts"].create(
+        {
+            "phone": str,
+            "subject_key": str,
+            "opted_out": int,
+            "restorable": str,  # JSON list of flow ids the last opt-out ended
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk="phone",
+        not_null={"subject_key", "opted_out", "restorable", "created_at", "updated_at"},
+    )
+    db["contacts"].create_index(["subject_key"], unique=True)
+
+
+@migrations()
+def create_subscriptions(db: Database) -> None:
+    """A number's state in each flow."""
+    db["subscriptions"].create(
+        {
+            "phone": str,
+            "flow": str,
+            "state": str,
+            "since": str,
+            "question": int,
+            "updated_at": str,
+        },
+        pk=("phone", "flow"),
+        not_null={"state", "since", "updated_at"},
+        foreign_keys=[("phone", "contacts", "phone")],
+    )
+    db["subscriptions"].create_index(["flow", "state"])
+
+
+@migrations()
+def create_profile(db: Database) -> None:
+    """Answers to question steps, one row per number and field."""
+    db["profile"].create(
+        {"phone": str, "field": str, "value": str, "updated_at": str},
+        pk=("phone", "field"),
+        not_null={"value", "updated_at"},
+        foreign_keys=[("phone", "contacts", "phone")],
+    )
+
+
+@migrations()
+def create_messages(db: Database) -> None:
+    """Every inbound and outbound message; replies point at the inbound sid they answer."""
+    db["messages"].create(
+        {
+            "id": int,
+            "sid": str,
+            "direction": str,  # in | out
+            "phone": str,
+            "body": str,
+            "flow": str,
+            "created_at": str,
+            "status": str,
+            "error_code": str,
+            "reply_to": str,
+        },
+        pk="id",
+        not_null={"direction", "phone", "body", "created_at", "status"},
+    )
+    # Dedupe (SPEC §5 rule 1): one inbound row per MessageSid, enforced by the database too.
+    db.execute("CREATE UNIQUE INDEX messages_inbound_sid ON messages(sid) WHERE direction = 'in'")
+    db["messages"].create_index(["reply_to"])
+    db["messages"].create_index(["phone", "id"])
+
+
+@migrations()
+def create_ledger(db: Database) -> None:
+    """The append-only consent ledger (SPEC §7)."""
+    db["ledger"].create(
+        {
+            "seq": int,
+            "at": str,
+            "event": str,
+            "subject_key": str,  # cleared with the body on redaction
+            "body": str,  # canonical JSON; NULL once redacted
+            "body_hash": str,
+            "chain_hash": str,
+        },
+        pk="seq",
+        not_null={"at", "event", "body_hash", "chain_hash"},
+    )
+    db["ledger"].create_index(["subject_key"])
