@@ -64,7 +64,7 @@ class Fields:
 
     def _check_text(self, path: str, value: object, *, empty_ok: bool = False) -> str | None:
         if isinstance(value, bool):
-            # YAML 1.1 reads unquoted yes/no/on/off/true/false as booleans.
+            # Unquoted true/false are booleans (the loader keeps yes/no/on/off as words).
             self._at(path, f"expected a string, got boolean {str(value).lower()} {_QUOTE_HINT}")
         elif not isinstance(value, str):
             self._at(path, f"expected a string, got {kind(value)}")
@@ -99,6 +99,8 @@ class Fields:
             return default
         if isinstance(value, bool):
             return value
+        if isinstance(value, str) and value.lower() in _WORDS_FOR_BOOL:
+            return _WORDS_FOR_BOOL[value.lower()]  # "double_opt_in: no" means false
         self.problem(key, f"expected true or false, got {kind(value)}")
         return None
 
@@ -124,7 +126,8 @@ class Fields:
         self.problems.append(Problem(self.file, path, message, severity))
 
 
-_QUOTE_HINT = '(YAML reads unquoted yes/no/on/off as booleans: quote it, e.g. "YES")'
+_QUOTE_HINT = '(YAML reads unquoted true/false as booleans: quote it, e.g. "TRUE")'
+_WORDS_FOR_BOOL = {"yes": True, "on": True, "no": False, "off": False}
 
 
 def _describe(value: object) -> str:

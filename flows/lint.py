@@ -64,7 +64,7 @@ def lint_frequency(
         for m in _FREQUENCY.finditer(disclosure)
         if m["count"]
     }
-    if stated:
+    if (frequency.count, frequency.unit) in stated:
         return []
     msgs = "msg" if frequency.count == 1 else "msgs"
     example = f'"up to {frequency.count} {msgs}/{frequency.unit}"'

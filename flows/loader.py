@@ -19,6 +19,21 @@ GATEWAY_FILE = "gateway.yaml"
 GATEWAY_KEYS = ("brand", "help", "stop", "start", "default", "opt_out_phrases")
 DEFAULT_OPT_OUT_PHRASES = ("stop texting me", "remove me", "wrong number", "leave me alone")
 
+
+
+class _FlowYaml(yaml.SafeLoader):
+    """safe_load with YAML 1.2 booleans: only true/false are booleans, so the SPEC's own
+    `confirm_words: [YES, Y]` (and a keyword like ON) stay words, as marketers mean them."""
+
+
+_FlowYaml.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_FlowYaml.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")  # `questions[0].ask` → questions, 0, ask
 
 
@@ -90,7 +105,7 @@ def _read(path: Path, problems: list[Problem]) -> tuple[dict | None, str]:
     raw = path.read_bytes()
     digest = hashlib.sha256(raw).hexdigest()  # evidence: which wording was in force
     try:
-        doc = yaml.safe_load(raw)  # plain data only: no tags, no objects
+        doc = yaml.load(raw, Loader=_FlowYaml)  # SafeLoader: plain data only, no objects
     except yaml.YAMLError as error:
         problems.append(Problem(path.name, ".", _syntax_message(error)))
         return None, digest

@@ -127,6 +127,18 @@ def test_flow_defaults_apply_when_keys_are_absent(tmp_path):
     assert flow.confirm_within == timedelta(hours=24)
 
 
+def test_unquoted_yes_and_on_are_words_as_in_the_spec_example(tmp_path):
+    # Regression: YAML 1.1 read the SPEC's own `confirm_words: [YES, Y]` as [true, "Y"].
+    flow = load_flows(write_flow(tmp_path, extra="confirm_words: [YES, Y, ON]\n")).flow("vip")
+    assert flow.confirm_words == ("yes", "y", "on")
+
+
+@pytest.mark.parametrize("written, expected", [("no", False), ("yes", True), ("false", False)])
+def test_double_opt_in_reads_yes_and_no(tmp_path, written, expected):
+    flow = load_flows(write_flow(tmp_path, extra=f"double_opt_in: {written}\n")).flow("vip")
+    assert flow.double_opt_in is expected
+
+
 def test_program_defaults_to_the_brand(tmp_path):
     folder = write_flow(tmp_path)
     text = (folder / "vip.yaml").read_text().replace("program: Acme VIP Deals\n", "")
