@@ -266,39 +266,37 @@ def flows_check(directory: str | None) -> None:
     sys.exit(0 if ok else 1)
 
 
+@click.command("simulate")
+@click.option("--from", "sender", required=True, help="the texting phone number")
+@click.option("--at", "start", help="ISO-8601 starting clock (no offset means UTC)")
+@click.argument("texts", nargs=-1, required=True)
+def simulate_cli(sender: str, start: str | None, texts: tuple[str, ...]) -> None:
+    """Run texts through the real pipeline on a throwaway database; @25h advances the clock."""
+    now = _parse_time(start)
+    with tempfile.TemporaryDirectory(prefix="smsbot-simulate-") as scratch:
+        # A flask.commands entry point with its own app on a scratch database: the
+        # configured database is never opened, so a simulation never becomes evidence.
+        app = create_app({"DATABASE": os.path.join(scratch, "simulate.db"), "DATABASE_URL": None})
+        phone = to_e164(sender, app.config["DEFAULT_REGION"])
+        if phone is None:
+            raise click.BadParameter(f"not a phone number: {sender!r}", param_hint="--from")
+        store, flows = app.extensions["smsbot.store"], app.extensions["smsbot.flows"]
+        try:
+            for number, text in enumerate(texts, start=1):
+                if step := _CLOCK_STEP.fullmatch(text.strip()):
+                    now += timedelta(**{_UNITS[step[2]]: int(step[1])})
+                    continue
+                click.echo(f"> {text}")
+                message = Inbound(sid=f"SIM{number:031d}", phone=phone, body=text)
+                for reply in receive(store, flows, message, now).replies:
+                    click.echo(f"< {reply}")
+        finally:
+            store.close()
+
+
 def _register_commands(app: Flask) -> None:
     @app.cli.command("init-db")
     def init_db() -> None:
         """Create or migrate the database."""
         _store().migrate()
         click.echo("database ready")
-
-    @app.cli.command("simulate")
-    @click.option("--from", "sender", required=True, help="the texting phone number")
-    @click.option("--at", "start", help="ISO-8601 starting clock (no offset means UTC)")
-    @click.argument("texts", nargs=-1, required=True)
-    def simulate(sender: str, start: str | None, texts: tuple[str, ...]) -> None:
-        """Run texts through the real pipeline on a throwaway database."""
-        phone = to_e164(sender, current_app.config["DEFAULT_REGION"])
-        if phone is None:
-            raise click.BadParameter(f"not a phone number: {sender!r}", param_hint="--from")
-        now = _parse_time(start)
-        with tempfile.TemporaryDirectory(prefix="smsbot-simulate-") as scratch:
-            # Never the configured database: a simulation must not become evidence.
-            store = open_store(
-                os.path.join(scratch, "simulate.db"), current_app.config["SECRET_KEY"]
-            )
-            store.migrate()
-            try:
-                for number, text in enumerate(texts, start=1):
-                    step = _CLOCK_STEP.fullmatch(text.strip())
-                    if step:
-                        now += timedelta(**{_UNITS[step[2]]: int(step[1])})
-                        click.echo(f"  (clock {now.isoformat()})")
-                        continue
-                    click.echo(f"> {text}")
-                    message = Inbound(sid=f"SIM{number:031d}", phone=phone, body=text)
-                    for reply in receive(store, _flows(), message, now).replies:
-                        click.echo(f"< {reply}")
-            finally:
-                store.close()
