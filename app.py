@@ -23,10 +23,11 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from flows.check import report
-from flows.engine import Inbound, handle
+from flows.engine import handle
 from flows.loader import load_flows
 from flows.machine import machine_for
 from flows.model import FlowError, FlowSet
+from flows.outcome import Inbound
 from flows.phones import to_e164
 from storage import Processed, Store, StoreBusy, open_store
 

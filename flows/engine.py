@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -12,50 +11,9 @@ from flows.contact import NEW, OPTED_OUT, PENDING, SUBSCRIBED, Contact, Subscrip
 from flows.keywords import first_word, is_help, is_opt_out, is_start, normalise
 from flows.machine import fire
 from flows.model import Flow, FlowSet
+from flows.outcome import ConsentEvent, Inbound, Outcome, Reply
 
 SKIP = "skip"
-
-
-@dataclass(frozen=True)
-class Inbound:
-    """One inbound SMS, decoded from the provider's webhook."""
-
-    sid: str
-    phone: str  # E.164
-    body: str
-    opt_out_type: str = ""  # Twilio Advanced Opt-Out's OptOutType: STOP, START or HELP
-    signature_verified: bool = True
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One text to send back, and the flow it speaks for (None: the brand-wide texts)."""
-
-    text: str
-    flow: str | None = None
-
-
-@dataclass(frozen=True)
-class ConsentEvent:
-    """One ledger event to append (SPEC §7): never a phone number or a message body."""
-
-    event: str
-    flow: str | None
-    source: str
-    sid: str | None
-    evidence: Mapping[str, object]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """Everything handling a message decided; the caller saves it in one transaction."""
-
-    rule: str  # which rule of SPEC §5 answered
-    contact: Contact
-    replies: tuple[Reply, ...] = ()
-    events: tuple[ConsentEvent, ...] = ()
-    profile: tuple[tuple[str, str], ...] = ()  # (field, value) answers to store
-    flow: str | None = None  # the flow the inbound message belongs to, for the message log
 
 
 @dataclass

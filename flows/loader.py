@@ -20,7 +20,6 @@ GATEWAY_KEYS = ("brand", "help", "stop", "start", "default", "opt_out_phrases")
 DEFAULT_OPT_OUT_PHRASES = ("stop texting me", "remove me", "wrong number", "leave me alone")
 
 
-
 class _FlowYaml(yaml.SafeLoader):
     """safe_load with YAML 1.2 booleans: only true/false are booleans, so the SPEC's own
     `confirm_words: [YES, Y]` (and a keyword like ON) stay words, as marketers mean them."""

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Protocol
 
 from flows.contact import Contact
-from flows.engine import Inbound, Outcome
+from flows.outcome import Inbound, Outcome
 from storage.ledger import LedgerRow
 
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlite_utils import Database
 
 from flows.contact import Contact, Subscription
-from flows.engine import ConsentEvent, Inbound, Outcome
+from flows.outcome import ConsentEvent, Inbound, Outcome
 from storage import Processed, StoreBusy, StoredMessage
 from storage.ledger import GENESIS, LedgerRow, canonical_json, seal, subject_key
 from storage.migrations import migrations
