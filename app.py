@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 from flask import Flask, Response, current_app, request
+from flask.cli import AppGroup
 from twilio.request_validator import (
     SIGNATURE_SETTINGS_HEADER,
     RequestValidator,
@@ -30,6 +31,7 @@ from flows.model import FlowError, FlowSet
 from flows.outcome import Inbound
 from flows.phones import to_e164
 from storage import Processed, Store, StoreBusy, open_store
+from storage.ledger import verify
 
 ROOT = Path(__file__).resolve().parent
 DEV_SECRET_KEY = "smsbot-development-key-not-secret"
@@ -58,6 +60,7 @@ DEFAULTS: dict[str, object] = {
     "DEFAULT_REGION": "US",
 }
 REQUIRED_FIELDS = ("From", "To", "MessageSid")
+_HEAD = re.compile(r"\d+:[0-9a-f]{64}")
 _CLOCK_STEP = re.compile(r"@(\d+)([mhd])")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
@@ -298,6 +301,25 @@ def simulate_cli(sender: str, start: str | None, texts: tuple[str, ...]) -> None
 
 
 def _register_commands(app: Flask) -> None:
+    ledger_group = AppGroup("ledger", help="The consent ledger.")
+    app.cli.add_command(ledger_group)
+
+    @ledger_group.command("verify")
+    @click.option("--head", "head_seen", help="an earlier head SEQ:HASH that must still be there")
+    def ledger_verify(head_seen: str | None) -> None:
+        """Recompute the hash chain; exit 1 naming the first bad event."""
+        if head_seen is not None and not _HEAD.fullmatch(head_seen):
+            raise click.BadParameter("expected SEQ:HASH, e.g. 42:9f86…", param_hint="--head")
+        days = current_app.config["EVIDENCE_RETENTION_DAYS"]
+        cutoff = (datetime.now(UTC) - timedelta(days=days)).isoformat()
+        result = verify(_store().ledger(), cutoff, head_seen)
+        if not result.ok:
+            click.echo(f"FAILED: {result.problem}", err=True)
+            sys.exit(1)
+        click.echo(f"ok {result.events} events")
+        click.echo(f"head {result.head}")
+        click.echo(f"{result.redacted} redacted")
+
     @app.cli.command("init-db")
     def init_db() -> None:
         """Create or migrate the database."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 GENESIS = "0" * 64  # the "previous chain hash" of the first event
@@ -54,3 +55,54 @@ def seal(previous: str, seq: int, at: str, event: str, body: dict) -> LedgerRow:
     return LedgerRow(
         seq, at, event, body, digest, chain_hash(previous, header(seq, at, event), digest)
     )
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The result of recomputing the chain: ok, or the first bad event and why."""
+
+    ok: bool
+    events: int
+    redacted: int
+    head: str  # SEQ:HASH of the last event
+    problem: str = ""
+
+
+def verify(
+    rows: Iterable[LedgerRow], redactable_before: str | None = None, head_seen: str | None = None
+) -> Verification:
+    """Recompute every header and body hash and the chain; check an earlier head is still in it.
+
+    `redactable_before` is the ISO time before which redaction is allowed (the evidence
+    retention): a redacted row younger than that is a failure.
+    """
+    previous, count, redacted, seen = GENESIS, 0, 0, head_seen is None
+    for row in rows:
+        count += 1
+        if row.seq != count:
+            return _failed(count, redacted, f"event {count}: out of sequence (found event {row.seq})")
+        if row.body is None:
+            redacted += 1
+            if redactable_before is not None and row.at > redactable_before:
+                return _failed(
+                    count, redacted, f"event {row.seq}: redacted before its retention ended"
+                )
+        elif body_hash(row.body) != row.body_hash or row.body.get("event") != row.event:
+            return _failed(count, redacted, f"event {row.seq}: body does not match its hash")
+        if (
+            chain_hash(previous, header(row.seq, row.at, row.event), row.body_hash)
+            != row.chain_hash
+        ):
+            return _failed(count, redacted, f"event {row.seq}: chain hash does not match")
+        previous = row.chain_hash
+        seen = seen or f"{row.seq}:{row.chain_hash}" == head_seen
+    head = f"{count}:{previous}"
+    if not seen:
+        return _failed(
+            count, redacted, f"recorded head {head_seen} is not in the chain (events cut?)"
+        )
+    return Verification(True, count, redacted, head)
+
+
+def _failed(count: int, redacted: int, problem: str) -> Verification:
+    return Verification(False, count, redacted, "", problem)
