@@ -63,6 +63,7 @@ class _Turn:
         self.flow = flow
         self.fx = fx
         self.question = question
+        self.requested = False  # a prompt went out: the confirmation window starts now
 
     def send_prompt(self) -> None:
         self.fx.reply(self.flow.replies.prompt, self.flow)
@@ -79,6 +80,7 @@ class _Turn:
             self.fx.reply(self.flow.questions[0].ask, self.flow)
 
     def record_requested(self) -> None:
+        self.requested = True
         self.fx.record("requested", self.flow, self.flow.replies.prompt)
 
     def record_confirmed(self) -> None:
@@ -101,9 +103,9 @@ def _step(fx: _Effects, contact: Contact, flow: Flow, trigger: str) -> Contact:
     turn = _Turn(flow, fx, sub.question if sub else None)
     fire(flow, turn, state, trigger)
     question = turn.question if turn.state == SUBSCRIBED else None
-    if sub and turn.state == state and question == sub.question:
+    if sub and turn.state == state and question == sub.question and not turn.requested:
         return contact
-    since = sub.since if sub and turn.state == state else fx.now
+    since = sub.since if sub and turn.state == state and not turn.requested else fx.now
     return contact.with_subscription(Subscription(flow.id, turn.state, since, question))
 
 
@@ -167,22 +169,23 @@ def _keyword(fx: _Effects, contact: Contact, flow: Flow) -> Outcome:
 
 
 def _confirm(fx: _Effects, contact: Contact, text: str) -> Outcome | None:
-    pending = []
-    for sub in contact.subscriptions:
-        flow = fx.flows.flow(sub.flow)
-        if sub.state == PENDING and flow is not None and text in flow.confirm_words:
-            pending.append((sub.since, flow))
+    # Rule 7: the most recent pending flow this word confirms; on equal times the one
+    # changed last (subscriptions are kept in the order they changed).
+    pending = [
+        (sub, flow)
+        for sub in contact.subscriptions
+        if sub.state == PENDING
+        and (flow := fx.flows.flow(sub.flow)) is not None
+        and text in flow.confirm_words
+    ]
     if not pending:
         return None
-    pending.sort(key=lambda item: item[0], reverse=True)
-    fresh = [flow for since, flow in pending if fx.now - since <= flow.confirm_within]
-    if fresh:
-        return fx.outcome("confirm", _step(fx, contact, fresh[0], "confirm"), fresh[0])
-    newest = pending[0][1]
-    for _, flow in pending:
-        contact = _step(fx, contact, flow, "expire")
-    fx.reply(newest.replies.expired, newest)
-    return fx.outcome("expired", contact, newest)
+    sub, flow = max(reversed(pending), key=lambda item: item[0].since)
+    if fx.now - sub.since <= flow.confirm_within:
+        return fx.outcome("confirm", _step(fx, contact, flow, "confirm"), flow)
+    contact = _step(fx, contact, flow, "expire")
+    fx.reply(flow.replies.expired, flow)
+    return fx.outcome("expired", contact, flow)
 
 
 def _answer(fx: _Effects, contact: Contact, text: str) -> Outcome | None:

@@ -23,7 +23,13 @@ def machine_for(flow: Flow) -> Machine:
         join = {"dest": SUBSCRIBED, "after": ["send_welcome", "record_confirmed", "ask_first"]}
     transitions = [
         {"trigger": "keyword", "source": _ENDED, **join},
-        {"trigger": "keyword", "source": PENDING, "dest": None, "after": "send_prompt"},
+        # The prompt again, recorded again: the window runs from the prompt just sent.
+        {
+            "trigger": "keyword",
+            "source": PENDING,
+            "dest": None,
+            "after": ["send_prompt", "record_requested"],
+        },
         {"trigger": "keyword", "source": SUBSCRIBED, "dest": None, "after": "send_already"},
         {
             "trigger": "confirm",

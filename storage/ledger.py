@@ -80,7 +80,9 @@ def verify(
     for row in rows:
         count += 1
         if row.seq != count:
-            return _failed(count, redacted, f"event {count}: out of sequence (found event {row.seq})")
+            return _failed(
+                count, redacted, f"event {count}: out of sequence (found event {row.seq})"
+            )
         if row.body is None:
             redacted += 1
             if redactable_before is not None and row.at > redactable_before:

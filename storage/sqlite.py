@@ -117,7 +117,8 @@ class SQLiteStore:
         subs = tuple(
             Subscription(flow, state, datetime.fromisoformat(since), question)
             for flow, state, since, question in conn.execute(
-                "SELECT flow, state, since, question FROM subscriptions WHERE phone = ?",
+                "SELECT flow, state, since, question FROM subscriptions WHERE phone = ?"
+                " ORDER BY since, rowid",
                 (phone,),
             )
         )
@@ -150,11 +151,11 @@ class SQLiteStore:
             )
         for sub in after.subscriptions:
             if sub not in before.subscriptions:
+                # REPLACE gives the row a new rowid: loading ORDER BY since, rowid then
+                # returns subscriptions in the order they changed, as the engine keeps them.
                 conn.execute(
-                    "INSERT INTO subscriptions (phone, flow, state, since, question, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (phone, flow) DO UPDATE SET"
-                    " state = excluded.state, since = excluded.since,"
-                    " question = excluded.question, updated_at = excluded.updated_at",
+                    "INSERT OR REPLACE INTO subscriptions"
+                    " (phone, flow, state, since, question, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
                     (phone, sub.flow, sub.state, _time(sub.since), sub.question, at),
                 )
         for field, value in outcome.profile:
