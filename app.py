@@ -58,6 +58,8 @@ DEFAULTS: dict[str, object] = {
     "SEND_RATE": 1.0,
     "ENV": "development",
     "DEFAULT_REGION": "US",
+    # Not in SPEC §2: how long a message waits for another writer before answering 503.
+    "BUSY_TIMEOUT": 5.0,
 }
 REQUIRED_FIELDS = ("From", "To", "MessageSid")
 _HEAD = re.compile(r"\d+:[0-9a-f]{64}")
@@ -120,7 +122,7 @@ def _open_store(app: Flask) -> Store:
     url = app.config["DATABASE_URL"]
     if url and url.startswith(("postgres://", "postgresql://")):
         raise SettingsError("the PostgreSQL back end is not available yet (issue 5)")
-    return open_store(app.config["DATABASE"], app.config["SECRET_KEY"])
+    return open_store(app.config["DATABASE"], app.config["SECRET_KEY"], app.config["BUSY_TIMEOUT"])
 
 
 def _load_flows(app: Flask) -> FlowSet:

@@ -1,0 +1,277 @@
+"""One message, one transaction: crashes roll back, duplicates and numbers are serialised,
+the ledger stays a linear chain without personal data, and a locked database answers 503."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import sqlite3
+import threading
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from flows.engine import Inbound, handle
+from flows.keywords import normalise
+from flows.loader import load_flows
+from storage import Store, StoreBusy, open_store
+from storage.ledger import GENESIS, chain_hash, header
+from tests.conftest import AUTH_TOKEN, PHONE, SHIPPED_FLOWS, Twilio, replies
+from tests.live import SECRET_KEY as LIVE_SECRET_KEY
+from tests.live import Gunicorn
+
+FLOWS = load_flows(SHIPPED_FLOWS)
+VIP = FLOWS.flow("vip")
+TABLES = ("contacts", "subscriptions", "profile", "messages", "ledger")
+
+
+@contextmanager
+def connect(database: str) -> Iterator[sqlite3.Connection]:
+    """A second connection to the app's database file, committed and closed on exit."""
+    conn = sqlite3.connect(database)
+    try:
+        with conn:
+            yield conn
+    finally:
+        conn.close()
+
+
+def count(database: str, table: str, where: str = "1", *args: object) -> int:
+    with connect(database) as conn:
+        return conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", args).fetchone()[0]
+
+
+def inbound_rows(database: str, sid: str) -> int:
+    return count(database, "messages", "direction = 'in' AND sid = ?", sid)
+
+
+def ledger_rows(database: str) -> list[tuple]:
+    with connect(database) as conn:
+        return conn.execute(
+            "SELECT seq, at, event, subject_key, body, body_hash, chain_hash FROM ledger"
+            " ORDER BY seq"
+        ).fetchall()
+
+
+def assert_linear_chain(store: Store) -> list[dict]:
+    """seq runs 1..N; each body hashes to its body_hash (SHA-256 of canonical JSON, computed
+    here) and each chain_hash recomputes from its predecessor's."""
+    rows = store.ledger()
+    assert [row.seq for row in rows] == list(range(1, len(rows) + 1))
+    previous = GENESIS
+    for row in rows:
+        canonical = json.dumps(row.body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert hashlib.sha256(canonical.encode()).hexdigest() == row.body_hash, row.seq
+        expected = chain_hash(previous, header(row.seq, row.at, row.event), row.body_hash)
+        assert row.chain_hash == expected, row.seq
+        previous = row.chain_hash
+    return [row.body for row in rows]
+
+
+def subject(secret: str, phone: str) -> str:
+    """SPEC §7's number key, computed here rather than by storage: HMAC-SHA256 under the key."""
+    return hmac.new(secret.encode(), phone.encode(), hashlib.sha256).hexdigest()
+
+
+# -- a crash mid-message rolls back everything -----------------------------------------------
+
+CRASHES = [
+    pytest.param("BEFORE INSERT ON ledger", id="ledger-append-is-the-last-write"),
+    pytest.param("BEFORE INSERT ON messages WHEN NEW.direction = 'out'", id="reply-log"),
+    pytest.param("BEFORE INSERT ON subscriptions", id="subscription-write"),
+]
+
+
+@pytest.mark.parametrize("when", CRASHES)
+def test_crash_mid_message_rolls_back_everything(twilio, settings, when) -> None:
+    database = settings["DATABASE"]
+    with connect(database) as conn:  # the real database fails partway through the write
+        conn.execute(f"CREATE TRIGGER crash {when} BEGIN SELECT RAISE(ABORT, 'boom'); END")
+    sid = "SM" + "c" * 32
+    crashed = twilio.text("JOIN", sid=sid)
+    assert crashed.status_code == 500
+    text = crashed.get_data(as_text=True)
+    for leak in ("Traceback", "boom", "sqlite", "IntegrityError", AUTH_TOKEN, "test-secret-key"):
+        assert leak not in text
+    assert {table: count(database, table) for table in TABLES} == dict.fromkeys(TABLES, 0)
+
+    with connect(database) as conn:
+        conn.execute("DROP TRIGGER crash")
+    retried = twilio.text("JOIN", sid=sid)  # Twilio's retry of the same message
+    assert retried.status_code == 200
+    assert replies(retried) == [VIP.replies.prompt]
+    assert inbound_rows(database, sid) == 1
+    assert count(database, "ledger") == 1
+
+
+# -- duplicates and one number at a time --------------------------------------------------------
+
+
+def test_duplicate_sid_posted_concurrently_is_handled_once(app, settings) -> None:
+    database, sid, senders = settings["DATABASE"], "SM" + "d" * 32, 20
+    start = threading.Barrier(senders)
+
+    def send(_: int) -> tuple[int, bytes]:
+        twilio = Twilio(app.test_client())  # each thread its own client and SQLite connection
+        start.wait()
+        response = twilio.text("JOIN", sid=sid)
+        return response.status_code, response.data
+
+    with ThreadPoolExecutor(senders) as pool:
+        answers = list(pool.map(send, range(senders)))
+    assert {status for status, _ in answers} == {200}
+    assert len({body for _, body in answers}) == 1
+    assert [m.text for m in ET.fromstring(answers[0][1]).iter("Message")] == [VIP.replies.prompt]
+    assert inbound_rows(database, sid) == 1
+    assert count(database, "messages", "direction = 'out'") == 1
+    assert count(database, "ledger") == 1
+
+
+NUMBERS = ("+15555550111", "+15555550112", "+15555550113")
+SENDERS_PER_NUMBER = 3
+
+
+def test_concurrent_messages_across_processes_keep_the_ledger_linear(tmp_path: Path) -> None:
+    # Four gunicorn workers; three senders per number each text JOIN then YES, all at once.
+    jobs = [(phone, n) for phone in NUMBERS for n in range(SENDERS_PER_NUMBER)]
+    start = threading.Barrier(len(jobs))
+    with Gunicorn(tmp_path, workers=4) as server:
+
+        def converse(job: tuple[str, int]) -> list[int]:
+            phone, n = job
+            sid = f"SM{phone[1:]}{n:02d}"
+            start.wait()
+            joined = server.text("JOIN", phone, sid + "JOIN")
+            confirmed = server.text("YES", phone, sid + "YES")
+            return [joined.status, confirmed.status]
+
+        with ThreadPoolExecutor(len(jobs)) as pool:
+            statuses = [s for pair in pool.map(converse, jobs) for s in pair]
+        database = server.database
+    assert statuses == [200] * 2 * len(jobs)
+
+    store = open_store(database, LIVE_SECRET_KEY)
+    accounted = 0
+    try:
+        bodies = assert_linear_chain(store)
+        for phone in NUMBERS:
+            mine = [b for b in bodies if b["subject"] == subject(LIVE_SECRET_KEY, phone)]
+            events = [b["event"] for b in mine]
+            log = store.messages(phone)
+            # However the senders interleave: each prompt sent is a `requested` event (a JOIN
+            # while pending prompts again), then one confirmation; after it, a JOIN gets
+            # already_subscribed and a YES answers the ZIP question, neither an event.
+            prompts = sum(m.body == VIP.replies.prompt for m in log)
+            assert events == ["requested"] * prompts + ["confirmed"], phone
+            assert sum(m.direction == "in" for m in log) == 2 * SENDERS_PER_NUMBER, phone
+            assert sum(m.body == VIP.replies.welcome for m in log) == 1, phone
+            assert store.contact(phone).subscription("vip").state == "subscribed", phone
+            accounted += len(mine)
+    finally:
+        store.close()
+    assert accounted == len(bodies)  # every event belongs to one of the numbers
+
+
+# -- the ledger never holds a phone number or a message body -----------------------------------
+
+CONVERSATION = [
+    "ALERTS quokka-downtown please",  # first_word keyword: alerts pending
+    "JOIN",  # vip pending
+    "Y",  # confirms the most recent pending: vip
+    "94107",  # vip's ZIP question
+    "YES",  # confirms alerts
+    "Please stop texting me, zebra 42",  # opt-out phrase
+    "START",
+    "wrong number, this is quokka-77 here",  # opt-out phrase at any length
+    "JOIN quokka-again",  # not a keyword (vip matches only_word): no reply while opted out
+    "VIP",  # a keyword alias: a new explicit opt-in
+]
+
+
+def test_ledger_never_holds_a_phone_number_or_a_message_body(twilio, settings, store) -> None:
+    phone = "+15555550123"
+    sids = {body: "SM" + f"{n:x}".rjust(32, "f") for n, body in enumerate(CONVERSATION)}
+    for body, sid in sids.items():
+        assert twilio.text(body, phone, sid=sid).status_code == 200, body
+    rows = ledger_rows(settings["DATABASE"])
+    events = [row[2] for row in rows]
+    assert events.count("opted_out") == 4 and "opted_in_again" in events  # a full story
+    assert_linear_chain(store)  # with several events from one message (STOP ends two flows)
+    stored = "\n".join(str(value) for row in rows for value in row)
+    forbidden = {phone, phone[1:], phone[2:]}  # E.164, with and without the country code
+    forbidden |= {text for text in CONVERSATION if len(text) >= 8}
+    forbidden |= {normalise(text) for text in CONVERSATION if len(text) >= 8}
+    forbidden |= {"quokka", "zebra"}
+    for value in forbidden:
+        assert value not in stored, value
+
+    key = subject(settings["SECRET_KEY"], phone)
+    by_sid = {sid: hashlib.sha256(body.encode()).hexdigest() for body, sid in sids.items()}
+    for seq, _, _, subject_key, body, _, _ in rows:
+        data = json.loads(body)
+        assert subject_key == key == data["subject"], seq
+        assert data["evidence"]["inbound_sha256"] == by_sid[data["sid"]], seq
+
+
+# -- a locked database answers 503, and the retry succeeds once ---------------------------------
+
+
+@pytest.fixture
+def lock(app, settings):
+    """Another connection holding the write lock (BEGIN IMMEDIATE) on the migrated database."""
+    holder = sqlite3.connect(settings["DATABASE"], isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    yield holder
+    if holder.in_transaction:
+        holder.execute("ROLLBACK")
+    holder.close()
+
+
+def test_store_raises_busy_when_locked_past_the_busy_timeout(app, settings, lock) -> None:
+    store = open_store(settings["DATABASE"], settings["SECRET_KEY"], busy_timeout=0.05)
+    message = Inbound("SM" + "b" * 32, PHONE, "JOIN")
+    now = datetime.now(UTC)
+
+    def decide(contact):
+        return handle(message, contact, FLOWS, now)
+
+    try:
+        with pytest.raises(StoreBusy):
+            store.process(message, decide, now)
+        lock.execute("ROLLBACK")
+        assert store.process(message, decide, now).replies == (VIP.replies.prompt,)
+        again = store.process(message, decide, now)
+        assert again.duplicate and again.replies == (VIP.replies.prompt,)
+    finally:
+        store.close()
+    assert inbound_rows(settings["DATABASE"], message.sid) == 1
+    assert count(settings["DATABASE"], "ledger") == 1
+
+
+@pytest.fixture
+def short_busy_timeout(settings):
+    settings["BUSY_TIMEOUT"] = "0.05"  # as the environment would give it
+    return settings
+
+
+def test_sms_answers_503_while_the_database_is_locked(
+    short_busy_timeout, twilio, settings, lock
+) -> None:
+    # The lock is held until the answer arrives: longer than the busy timeout by construction.
+    database, sid = settings["DATABASE"], "SM" + "5" * 32
+    locked = twilio.text("JOIN", sid=sid)
+    assert locked.status_code == 503
+    assert "Traceback" not in locked.get_data(as_text=True)
+    lock.execute("ROLLBACK")
+    assert {table: count(database, table) for table in TABLES} == dict.fromkeys(TABLES, 0)
+
+    assert replies(twilio.text("JOIN", sid=sid)) == [VIP.replies.prompt]
+    assert replies(twilio.text("JOIN", sid=sid)) == [VIP.replies.prompt]  # replayed, not redone
+    assert inbound_rows(database, sid) == 1
+    assert count(database, "ledger") == 1
