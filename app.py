@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,10 +31,11 @@ from flows.engine import handle
 from flows.loader import load_flows
 from flows.machine import machine_for
 from flows.model import FlowError, FlowSet
-from flows.outcome import Inbound
+from flows.outcome import ConsentEvent, Inbound
 from flows.phones import to_e164
+from flows.subscribers import read_subscribers
 from storage import Processed, Store, StoreBusy, open_store
-from storage.ledger import verify
+from storage.ledger import timestamp, verify
 
 ROOT = Path(__file__).resolve().parent
 DEV_SECRET_KEY = "smsbot-development-key-not-secret"
@@ -302,6 +306,13 @@ def simulate_cli(sender: str, start: str | None, texts: tuple[str, ...]) -> None
             store.close()
 
 
+def _phone_argument(text: str) -> str:
+    phone = to_e164(text, current_app.config["DEFAULT_REGION"])
+    if phone is None:
+        raise click.BadParameter(f"not a phone number: {text!r}", param_hint="PHONE")
+    return phone
+
+
 def _register_commands(app: Flask) -> None:
     ledger_group = AppGroup("ledger", help="The consent ledger.")
     app.cli.add_command(ledger_group)
@@ -313,7 +324,7 @@ def _register_commands(app: Flask) -> None:
         if head_seen is not None and not _HEAD.fullmatch(head_seen):
             raise click.BadParameter("expected SEQ:HASH, e.g. 42:9f86…", param_hint="--head")
         days = current_app.config["EVIDENCE_RETENTION_DAYS"]
-        cutoff = (datetime.now(UTC) - timedelta(days=days)).isoformat()
+        cutoff = timestamp(datetime.now(UTC) - timedelta(days=days))
         result = verify(_store().ledger(), cutoff, head_seen)
         if not result.ok:
             click.echo(f"FAILED: {result.problem}", err=True)
@@ -321,6 +332,92 @@ def _register_commands(app: Flask) -> None:
         click.echo(f"ok {result.events} events")
         click.echo(f"head {result.head}")
         click.echo(f"{result.redacted} redacted")
+
+    subject_group = AppGroup("subject", help="One person's data (GDPR art. 15, 17, 20).")
+    app.cli.add_command(subject_group)
+
+    @subject_group.command("export")
+    @click.argument("phone")
+    def subject_export(phone: str) -> None:
+        """Everything held about one number, as JSON."""
+        click.echo(
+            json.dumps(_store().export(_phone_argument(phone)), indent=2, ensure_ascii=False)
+        )
+
+    @subject_group.command("erase")
+    @click.argument("phone")
+    @click.option("--yes", "confirmed", is_flag=True, help="really erase")
+    def subject_erase(phone: str, confirmed: bool) -> None:
+        """Erase one number's personal data; keep the pseudonymous ledger and suppress it."""
+        number = _phone_argument(phone)
+        if not confirmed:
+            raise click.UsageError("erasure can't be undone: add --yes to erase " + number)
+        event = ConsentEvent("erased", None, "admin", None, {"reason": "data subject request"})
+        removed = _store().erase(number, event, datetime.now(UTC))
+        click.echo(f"erased {number}")
+        for what, count in removed.items():
+            click.echo(f"  {count} {what}")
+        click.echo("  kept: the pseudonymous ledger rows; the number key is now suppressed")
+
+    retention_group = AppGroup("retention", help="Data retention (GDPR art. 5(1)(e)).")
+    app.cli.add_command(retention_group)
+
+    @retention_group.command("run")
+    @click.option("--dry-run", is_flag=True, help="count what would change, change nothing")
+    def retention_run(dry_run: bool) -> None:
+        """Purge old message bodies, expire stale opt-ins, redact ended evidence."""
+        store, config, now = _store(), current_app.config, datetime.now(UTC)
+        windows = {flow.id: flow.confirm_within for flow in _flows().flows}
+        messages = timedelta(days=config["MESSAGE_RETENTION_DAYS"])
+        evidence = timedelta(days=config["EVIDENCE_RETENTION_DAYS"])
+        counts = {
+            "message bodies replaced by their SHA-256": store.purge_bodies(
+                now - messages, now, dry_run
+            ),
+            "pending opt-ins expired": store.expire_pending(windows, now, dry_run),
+            "ledger rows redacted": store.redact(now - evidence, dry_run),
+        }
+        for what, count in counts.items():
+            click.echo(f"{count} {what}")
+        if dry_run:
+            click.echo("dry run: nothing was changed")
+
+    @app.cli.command("import")
+    @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False))
+    @click.option("--flow", "flow_id", required=True, help="the flow they consented to")
+    @click.option("--source", required=True, help="where the consent was collected")
+    def import_command(csv_file: str, flow_id: str, source: str) -> None:
+        """Import subscribers with their consent evidence (phone,consented_at,consent_text)."""
+        flow = _flows().flow(flow_id)
+        if flow is None:
+            raise click.BadParameter(f"no flow {flow_id!r}", param_hint="--flow")
+        raw, now = Path(csv_file).read_bytes(), datetime.now(UTC)
+        lines = raw.decode("utf-8-sig", errors="replace").splitlines()
+        rows, problems = read_subscribers(lines, current_app.config["DEFAULT_REGION"], now)
+        if problems:
+            for problem in problems:
+                click.echo(f"{csv_file}: {problem}", err=True)
+            click.echo("nothing imported: fix those rows and run again", err=True)
+            sys.exit(1)
+        digest, counts = hashlib.sha256(raw).hexdigest(), Counter()
+        for row in rows:
+            evidence = {
+                "consent_text": row.consent_text,
+                "consented_at": timestamp(row.consented_at),
+                "import_source": source,
+                "file_sha256": digest,
+                "line": row.line,
+                "flow_hash": flow.content_hash,
+            }
+            event = ConsentEvent("imported", flow.id, "import", None, evidence)
+            result = _store().import_subscriber(row.phone, flow.id, row.consented_at, event, now)
+            counts[result] += 1
+            if result != "imported":
+                click.echo(f"line {row.line}: {row.phone}: skipped, {result.replace('_', ' ')}")
+        click.echo(
+            f"imported {counts['imported']}; skipped {counts['opted_out']} opted out,"
+            f" {counts['suppressed']} suppressed, {counts['already']} already in {flow.id}"
+        )
 
     @app.cli.command("init-db")
     def init_db() -> None:

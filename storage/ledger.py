@@ -7,6 +7,7 @@ import hmac
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 GENESIS = "0" * 64  # the "previous chain hash" of the first event
 
@@ -21,6 +22,12 @@ class LedgerRow:
     body: dict | None
     body_hash: str
     chain_hash: str
+
+
+def timestamp(moment: datetime) -> str:
+    """The one spelling of a time everywhere: UTC, microseconds always present, so that
+    stored times compare correctly as text."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def canonical_json(value: object) -> str:

@@ -97,3 +97,20 @@ def create_ledger(db: Database) -> None:
         not_null={"at", "event", "body_hash", "chain_hash"},
     )
     db["ledger"].create_index(["subject_key"])
+
+
+@migrations()
+def create_suppressions(db: Database) -> None:
+    """Number keys that imports and the web API must refuse: erased numbers (GDPR art. 17)."""
+    db["suppressions"].create(
+        {"subject_key": str, "reason": str, "created_at": str},
+        pk="subject_key",
+        not_null={"reason", "created_at"},
+    )
+
+
+@migrations()
+def add_messages_purged_at(db: Database) -> None:
+    """When retention replaced a message body by its SHA-256."""
+    db["messages"].add_column("purged_at", str)
+    db["messages"].create_index(["created_at"])

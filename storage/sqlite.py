@@ -15,8 +15,9 @@ from sqlite_utils import Database
 from flows.contact import Contact, Subscription
 from flows.outcome import ConsentEvent, Inbound, Outcome
 from storage import Processed, StoreBusy, StoredMessage
-from storage.ledger import GENESIS, LedgerRow, canonical_json, seal, subject_key
+from storage.ledger import GENESIS, LedgerRow, canonical_json, seal, subject_key, timestamp
 from storage.migrations import migrations
+from storage.sqlite_records import SQLiteRecords
 
 _INSERT_MESSAGE = (
     "INSERT INTO messages (sid, direction, phone, body, flow, created_at, status, reply_to)"
@@ -24,11 +25,7 @@ _INSERT_MESSAGE = (
 )
 
 
-def _time(value: datetime) -> str:
-    return value.isoformat()
-
-
-class SQLiteStore:
+class SQLiteStore(SQLiteRecords):
     """A SQLite file in WAL mode; one connection per process and thread, opened on first use."""
 
     def __init__(self, path: str, secret_key: str, busy_timeout: float = 5.0):
@@ -49,6 +46,8 @@ class SQLiteStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
+            # GDPR art. 17: erased numbers must not linger in free pages of the file.
+            conn.execute("PRAGMA secure_delete=ON")
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
@@ -105,7 +104,7 @@ class SQLiteStore:
         with self._write() as conn:
             conn.execute(
                 _INSERT_MESSAGE.replace("INSERT", "INSERT OR IGNORE", 1),
-                (sid, "in", sender, body, None, _time(now), "unroutable", None),
+                (sid, "in", sender, body, None, timestamp(now), "unroutable", None),
             )
 
     def _load(self, conn: sqlite3.Connection, phone: str) -> tuple[Contact, bool]:
@@ -133,31 +132,10 @@ class SQLiteStore:
         outcome: Outcome,
         now: datetime,
     ) -> None:
-        at = _time(now)
+        at = timestamp(now)
         phone = message.phone
-        after = outcome.contact
         key = subject_key(self.secret_key, phone)
-        if (
-            not known
-            or after.opted_out != before.opted_out
-            or after.restorable != before.restorable
-        ):
-            conn.execute(
-                "INSERT INTO contacts (phone, subject_key, opted_out, restorable, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (phone) DO UPDATE SET"
-                " opted_out = excluded.opted_out, restorable = excluded.restorable,"
-                " updated_at = excluded.updated_at",
-                (phone, key, int(after.opted_out), json.dumps(list(after.restorable)), at, at),
-            )
-        for sub in after.subscriptions:
-            if sub not in before.subscriptions:
-                # REPLACE gives the row a new rowid: loading ORDER BY since, rowid then
-                # returns subscriptions in the order they changed, as the engine keeps them.
-                conn.execute(
-                    "INSERT OR REPLACE INTO subscriptions"
-                    " (phone, flow, state, since, question, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (phone, sub.flow, sub.state, _time(sub.since), sub.question, at),
-                )
+        self._write_state(conn, phone, key, before, known, outcome.contact, at)
         for field, value in outcome.profile:
             conn.execute(
                 "INSERT INTO profile (phone, field, value, updated_at) VALUES (?, ?, ?, ?)"
@@ -176,6 +154,38 @@ class SQLiteStore:
             )
         if outcome.events:
             self._append(conn, key, outcome.events, at)
+
+    def _write_state(
+        self,
+        conn: sqlite3.Connection,
+        phone: str,
+        key: str,
+        before: Contact,
+        known: bool,
+        after: Contact,
+        at: str,
+    ) -> None:
+        """Write what changed between two consent states of one number."""
+        if not known or (after.opted_out, after.restorable) != (
+            before.opted_out,
+            before.restorable,
+        ):
+            conn.execute(
+                "INSERT INTO contacts (phone, subject_key, opted_out, restorable, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (phone) DO UPDATE SET"
+                " opted_out = excluded.opted_out, restorable = excluded.restorable,"
+                " updated_at = excluded.updated_at",
+                (phone, key, int(after.opted_out), json.dumps(list(after.restorable)), at, at),
+            )
+        for sub in after.subscriptions:
+            if sub not in before.subscriptions:
+                # REPLACE gives the row a new rowid: loading ORDER BY since, rowid then
+                # returns subscriptions in the order they changed, as the engine keeps them.
+                conn.execute(
+                    "INSERT OR REPLACE INTO subscriptions"
+                    " (phone, flow, state, since, question, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (phone, sub.flow, sub.state, timestamp(sub.since), sub.question, at),
+                )
 
     def _append(
         self, conn: sqlite3.Connection, key: str, events: tuple[ConsentEvent, ...], at: str
