@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from flows.contact import Contact
-from flows.outcome import Inbound, Outcome
+from flows.outcome import ConsentEvent, Inbound, Outcome
 from storage.ledger import LedgerRow
 
 
@@ -68,6 +68,34 @@ class Store(Protocol):
 
     def ledger(self) -> list[LedgerRow]:
         """Every ledger row, in sequence order."""
+
+    def ledger_for(self, key: str) -> list[LedgerRow]:
+        """The ledger rows of one number key, in sequence order."""
+
+    def suppressed(self, key: str) -> bool:
+        """True when the number key is on the suppression list."""
+
+    def export(self, phone: str) -> dict:
+        """Everything held about one number, as plain data."""
+
+    def erase(self, phone: str, event: ConsentEvent, now: datetime) -> dict[str, int]:
+        """Delete the number's personal data, keep its ledger, suppress its key."""
+
+    def purge_bodies(self, before: datetime, now: datetime, dry_run: bool = False) -> int:
+        """Replace message bodies older than `before` by their SHA-256."""
+
+    def expire_pending(
+        self, windows: Mapping[str, timedelta], now: datetime, dry_run: bool = False
+    ) -> int:
+        """Close pending opt-ins past their flow's window as `expired`."""
+
+    def redact(self, before: datetime, dry_run: bool = False) -> int:
+        """Redact the ledger rows of ended consents with no event since `before`."""
+
+    def import_subscriber(
+        self, phone: str, flow: str, consented_at: datetime, event: ConsentEvent, now: datetime
+    ) -> str:
+        """Subscribe one number with prior consent unless suppressed, opted out or already in."""
 
     def close(self) -> None:
         """Release this process's connections."""
