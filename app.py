@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import os
 import re
+import signal
 import sys
 import tempfile
 from collections import Counter
@@ -15,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, render_template, request
 from flask.cli import AppGroup
 from twilio.request_validator import (
     SIGNATURE_SETTINGS_HEADER,
@@ -27,19 +29,23 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from flows.check import report
-from flows.engine import handle
+from flows.engine import handle, handle_web_optin
 from flows.loader import load_flows
 from flows.machine import machine_for
 from flows.model import FlowError, FlowSet
 from flows.outcome import ConsentEvent, Inbound
 from flows.phones import to_e164
+from flows.schedule import parse_quiet_hours
 from flows.subscribers import read_subscribers
+from outbox import API_TIMEOUT, OPTED_OUT_AT_CARRIER, Worker, carrier_opt_out, twilio_client
 from storage import Processed, Store, StoreBusy, open_store
-from storage.ledger import timestamp, verify
+from storage.evidence import build_packet
+from storage.ledger import subject_key, timestamp, verify
 
 ROOT = Path(__file__).resolve().parent
 DEV_SECRET_KEY = "smsbot-development-key-not-secret"
 MAX_BODY = 64 * 1024  # SPEC §3: larger webhook bodies get 413
+MAX_TEXT = 1600  # Twilio's limit for one message body
 
 # Every setting (SPEC §2): name without the SMSBOT_ prefix → default. The README's table
 # lists each one; tests/test_docs.py keeps the two in step.
@@ -66,6 +72,16 @@ DEFAULTS: dict[str, object] = {
     "BUSY_TIMEOUT": 5.0,
 }
 REQUIRED_FIELDS = ("From", "To", "MessageSid")
+OPTIN_FIELDS = ("phone", "flow", "consent_text", "page_url", "ip", "user_agent")
+OPTIN_REQUIRED = ("phone", "flow", "consent_text")
+# SPEC §3: 202 pending; 409 for suppressed or opted-out numbers; 429 within 24 h.
+OPTIN_STATUS = {
+    "pending": 202,
+    "subscribed": 200,
+    "suppressed": 409,
+    "opted_out": 409,
+    "too_soon": 429,
+}
 _HEAD = re.compile(r"\d+:[0-9a-f]{64}")
 _CLOCK_STEP = re.compile(r"@(\d+)([mhd])")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
@@ -106,6 +122,10 @@ def _settings(app: Flask, config: Mapping[str, object] | None) -> None:
         app.config[key.removeprefix("SMSBOT_")] = value
     for name in DEFAULTS:
         app.config[name] = _coerce(name, app.config.get(name))
+    try:
+        parse_quiet_hours(app.config["QUIET_HOURS"])
+    except ValueError as error:
+        raise SettingsError(f"SMSBOT_QUIET_HOURS: {error}") from None
     production = app.config["ENV"] == "production"
     if not app.config["SECRET_KEY"]:
         if production:
@@ -230,6 +250,52 @@ def _register_routes(app: Flask) -> None:
         )
         return _twiml(receive(_store(), _flows(), message, now).replies)
 
+    @app.post("/status")
+    def status() -> Response:
+        if not _signature_ok():
+            return _text(403, "invalid or missing X-Twilio-Signature")
+        form = request.form
+        for name in ("MessageSid", "MessageStatus"):
+            if not form.get(name):
+                return _text(400, f"missing field: {name}")
+        now, code = datetime.now(UTC), form.get("ErrorCode") or None
+        _store().record_status(form["MessageSid"], form["MessageStatus"], code, now)
+        # Twilio error 21610: the recipient replied STOP to the carrier (SPEC §3).
+        if code == str(OPTED_OUT_AT_CARRIER) and (phone := to_e164(form.get("To", ""))):
+            carrier_opt_out(_store(), _flows(), phone, form["MessageSid"], now)
+        return Response(status=204)
+
+    @app.post("/api/optins")
+    def api_optins() -> tuple[dict, int] | Response:
+        token = current_app.config["API_TOKEN"]
+        if not token:
+            return _text(404, "not found")
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, f"Bearer {token}".encode()):
+            return {"error": "missing or wrong bearer token"}, 401
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            return {"error": "expected a JSON object"}, 400
+        for name in OPTIN_FIELDS:
+            value = data.get(name)
+            if name in OPTIN_REQUIRED and not value:
+                return {"error": f"{name}: missing"}, 400
+            if value is not None and (not isinstance(value, str) or len(value) > 2000):
+                return {"error": f"{name}: expected a string of at most 2,000 characters"}, 400
+        phone = to_e164(data["phone"], current_app.config["DEFAULT_REGION"])
+        if phone is None:
+            return {"error": "phone: not a phone number"}, 400
+        flow = _flows().flow(data["flow"])
+        if flow is None:
+            return {"error": f"flow: no flow {data['flow']!r}"}, 400
+        now = datetime.now(UTC)
+        context = {f"web_{k}" if k == "ip" else k: data.get(k) for k in OPTIN_FIELDS[2:]}
+        message = Inbound(None, phone, "", source="web", context=context)
+        result = _store().request_web(
+            phone, flow.id, lambda c: handle_web_optin(message, c, _flows(), flow, now), now
+        )
+        return {"status": result}, OPTIN_STATUS[result]
+
     @app.get("/healthz")
     def healthz() -> tuple[dict, int]:
         if _store().ping():
@@ -306,6 +372,11 @@ def simulate_cli(sender: str, start: str | None, texts: tuple[str, ...]) -> None
             store.close()
 
 
+def _redactable_before(now: datetime) -> str:
+    """Ledger rows redacted after this time broke the evidence retention."""
+    return timestamp(now - timedelta(days=current_app.config["EVIDENCE_RETENTION_DAYS"]))
+
+
 def _phone_argument(text: str) -> str:
     phone = to_e164(text, current_app.config["DEFAULT_REGION"])
     if phone is None:
@@ -323,9 +394,7 @@ def _register_commands(app: Flask) -> None:
         """Recompute the hash chain; exit 1 naming the first bad event."""
         if head_seen is not None and not _HEAD.fullmatch(head_seen):
             raise click.BadParameter("expected SEQ:HASH, e.g. 42:9f86…", param_hint="--head")
-        days = current_app.config["EVIDENCE_RETENTION_DAYS"]
-        cutoff = timestamp(datetime.now(UTC) - timedelta(days=days))
-        result = verify(_store().ledger(), cutoff, head_seen)
+        result = verify(_store().ledger(), _redactable_before(datetime.now(UTC)), head_seen)
         if not result.ok:
             click.echo(f"FAILED: {result.problem}", err=True)
             sys.exit(1)
@@ -353,7 +422,11 @@ def _register_commands(app: Flask) -> None:
         if not confirmed:
             raise click.UsageError("erasure can't be undone: add --yes to erase " + number)
         event = ConsentEvent("erased", None, "admin", None, {"reason": "data subject request"})
-        removed = _store().erase(number, event, datetime.now(UTC))
+        try:
+            removed = _store().erase(number, event, datetime.now(UTC))
+        except StoreBusy as busy:
+            click.echo(f"not finished: {busy}; run the same command again", err=True)
+            sys.exit(1)
         click.echo(f"erased {number}")
         for what, count in removed.items():
             click.echo(f"  {count} {what}")
@@ -418,6 +491,90 @@ def _register_commands(app: Flask) -> None:
             f"imported {counts['imported']}; skipped {counts['opted_out']} opted out,"
             f" {counts['suppressed']} suppressed, {counts['already']} already in {flow.id}"
         )
+
+    @app.cli.command("broadcast")
+    @click.option("--flow", "flow_id", required=True, help="send to this flow's subscribers")
+    @click.option("--text", required=True, help="the message")
+    @click.option("--at", "start", help="ISO-8601; not before this time (default now)")
+    def broadcast(flow_id: str, text: str, start: str | None) -> None:
+        """Queue one message to every current subscriber of a flow."""
+        flow = _flows().flow(flow_id)
+        if flow is None:
+            raise click.BadParameter(f"no flow {flow_id!r}", param_hint="--flow")
+        if not text.strip() or len(text) > MAX_TEXT:
+            raise click.BadParameter("must be 1 to 1,600 characters", param_hint="--text")
+        now = datetime.now(UTC)
+        not_before = max(_parse_time(start), now)
+        queued, left_out = _store().queue_broadcast(flow.id, text, not_before, now)
+        click.echo(f"queued {queued} for {flow.id}, not before {timestamp(not_before)}")
+        click.echo(
+            f"left out {sum(left_out.values())}"
+            + "".join(f"; {count} {reason}" for reason, count in sorted(left_out.items()))
+        )
+
+    @app.cli.command("worker")
+    @click.option("--once", is_flag=True, help="send what is due now, then exit")
+    @click.option(
+        "--reclaim-after",
+        type=float,
+        default=API_TIMEOUT * 2,
+        show_default=True,
+        help="seconds after which another worker's unsettled claim is reconciled",
+    )
+    def worker_command(once: bool, reclaim_after: float) -> None:
+        """Send the outbox: rate, quiet hours, frequency caps, retries."""
+        config = current_app.config
+        for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM"):
+            if not config[name]:
+                click.echo(f"can't send: SMSBOT_{name} is not set", err=True)
+                sys.exit(1)
+        client = twilio_client(
+            config["TWILIO_ACCOUNT_SID"], config["TWILIO_AUTH_TOKEN"], config["TWILIO_API_URL"]
+        )
+        public = config["PUBLIC_URL"]
+        worker = Worker(
+            _store(),
+            _flows(),
+            client,
+            config["TWILIO_FROM"],
+            parse_quiet_hours(config["QUIET_HOURS"]),
+            rate=config["SEND_RATE"],
+            status_callback=public.rstrip("/") + "/status" if public else None,
+            reclaim_after=timedelta(seconds=reclaim_after),
+        )
+        stopping: list[int] = []
+        # Procfile hosts send SIGTERM on restarts: finish the send under way, then stop.
+        signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
+        counts = worker.run(once=once, stop=lambda: bool(stopping))
+        summary = ", ".join(f"{count} {what}" for what, count in sorted(counts.items()))
+        click.echo(summary or "nothing to send")
+
+    @app.cli.command("evidence")
+    @click.argument("phone")
+    @click.option(
+        "--format",
+        "output",
+        type=click.Choice(["json", "html"]),
+        default="json",
+        show_default=True,
+        help="json for systems, html for a printable report",
+    )
+    def evidence(phone: str, output: str) -> None:
+        """The consent evidence packet for one number (SPEC §7)."""
+        number, store, now = _phone_argument(phone), _store(), datetime.now(UTC)
+        key = subject_key(current_app.config["SECRET_KEY"], number)
+        rows, messages = store.ledger_for(key), store.messages(number)
+        # The whole chain, read after the rows so it covers every event shown, with the
+        # same retention cutoff as `ledger verify`, so the two never disagree.
+        chain = verify(store.ledger(), _redactable_before(now))
+        packet = build_packet(number, store.contact(number), rows, messages, chain, now, key=key)
+        if not chain.ok:
+            # The packet is still printed: it is the evidence of the break.
+            click.echo(f"warning: ledger chain verification FAILED: {chain.problem}", err=True)
+        if output == "html":
+            click.echo(render_template("evidence.html", packet=packet))
+        else:
+            click.echo(json.dumps(packet, indent=2, ensure_ascii=False))
 
     @app.cli.command("init-db")
     def init_db() -> None:

@@ -39,10 +39,14 @@ class _Effects:
             "signature_verified": self.message.signature_verified,
             "inbound_sha256": hashlib.sha256(
                 self.message.body.encode("utf-8", "replace")
-            ).hexdigest(),
+            ).hexdigest()
+            if self.message.source == "sms"
+            else None,
+            **self.message.context,
         }
+        flow_id = flow.id if flow else None
         self.events.append(
-            ConsentEvent(event, flow.id if flow else None, "sms", self.message.sid, evidence)
+            ConsentEvent(event, flow_id, self.message.source, self.message.sid, evidence)
         )
 
     def outcome(self, rule: str, contact: Contact, flow: Flow | None = None) -> Outcome:
@@ -126,7 +130,9 @@ def _opt_out(fx: _Effects, contact: Contact) -> Outcome:
     for sub in active:
         flow = fx.flows.flow(sub.flow)
         if flow is None:  # its YAML file was removed; the opt-out must still end it
-            fx.events.append(ConsentEvent("opted_out", sub.flow, "sms", fx.message.sid, {}))
+            fx.events.append(
+                ConsentEvent("opted_out", sub.flow, fx.message.source, fx.message.sid, {})
+            )
             contact = contact.with_subscription(Subscription(sub.flow, OPTED_OUT, fx.now))
         else:
             contact = _step(fx, contact, flow, "opt_out")
@@ -237,6 +243,21 @@ def handle(message: Inbound, contact: Contact, flows: FlowSet, now: datetime) ->
     if flow is not None:
         return _keyword(fx, contact, flow)
     return _confirm(fx, contact, text) or _answer(fx, contact, text) or _default(fx, contact)
+
+
+def handle_web_optin(
+    message: Inbound, contact: Contact, flows: FlowSet, flow: Flow, now: datetime
+) -> Outcome:
+    """A web form's opt-in request (SPEC §3): the keyword rule, recorded with source web."""
+    return _keyword(_Effects(message, flows, now), contact, flow)
+
+
+def handle_carrier_opt_out(
+    message: Inbound, contact: Contact, flows: FlowSet, now: datetime
+) -> Outcome:
+    """Twilio error 21610: the number replied STOP to the carrier. It is opted out like any
+    STOP, but nothing is sent: Twilio blocks every message to it now."""
+    return replace(_opt_out(_Effects(message, flows, now), contact), replies=())
 
 
 def _default(fx: _Effects, contact: Contact) -> Outcome:

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flows.contact import Contact
 
 
 @dataclass(frozen=True)
 class Inbound:
-    """One inbound SMS, decoded from the provider's webhook."""
+    """What asks the engine to act: an inbound SMS (the usual case), a web form's opt-in
+    request or a carrier's opt-out report; `source` says which (SPEC §7's sources)."""
 
-    sid: str
+    sid: str | None
     phone: str  # E.164
     body: str
     opt_out_type: str = ""  # Twilio Advanced Opt-Out's OptOutType: STOP, START or HELP
     signature_verified: bool = True
+    source: str = "sms"  # sms | web | carrier
+    context: Mapping[str, object] = field(default_factory=dict)  # web: ip, user agent, ...
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,9 @@ def to_e164(text: str, region: str | None = None) -> str | None:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
         return None
-    if not phonenumbers.is_possible_number(number):
+    # IS_POSSIBLE only: a 7-digit local number ("555-0100") is "possible locally" but has
+    # no area code, and would become a bogus E.164 number.
+    reason = phonenumbers.is_possible_number_with_reason(number)
+    if reason != phonenumbers.ValidationResult.IS_POSSIBLE:
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

@@ -40,6 +40,22 @@ class StoredMessage:
     reply_to: str | None
 
 
+@dataclass(frozen=True)
+class OutboxRow:
+    """One message waiting in (or gone from) the outbox."""
+
+    id: int
+    phone: str
+    flow: str | None
+    kind: str  # broadcast | prompt
+    body: str
+    not_before: datetime
+    state: str
+    attempts: int
+    claimed_at: datetime | None = None
+    sid: str | None = None
+
+
 class Store(Protocol):
     """What the app needs from a database."""
 

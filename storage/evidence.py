@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 
 from flows.contact import Contact
 from storage import StoredMessage
-from storage.ledger import LedgerRow, Verification
+from storage.ledger import LedgerRow, Verification, timestamp
 
 
 def build_packet(
@@ -113,7 +113,7 @@ def _message(message: StoredMessage, expected: str | None, caused: dict[str, lis
 
 def _body(message: StoredMessage, expected: str | None) -> dict:
     """The stored text, and whether it is the text whose SHA-256 the ledger recorded."""
-    if expected and message.body == expected:
+    if expected and message.body == "sha256:" + expected:
         # Retention keeps only the SHA-256 of an old body (SPEC §7): the text is gone, but
         # the kept hash still ties this message to the ledger event.
         return {"body": None, "body_state": "purged", "matches_ledger": True}
@@ -140,9 +140,5 @@ def _files(rows: list[LedgerRow]) -> list[dict]:
 
 
 def _utc(moment: datetime | str) -> str:
-    """ISO-8601 in UTC with a Z; a stored time without an offset is UTC."""
-    if isinstance(moment, str):
-        moment = datetime.fromisoformat(moment)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    """A stored time in the one spelling used everywhere (UTC, microseconds)."""
+    return timestamp(datetime.fromisoformat(moment) if isinstance(moment, str) else moment)

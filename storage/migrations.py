@@ -114,3 +114,32 @@ def add_messages_purged_at(db: Database) -> None:
     """When retention replaced a message body by its SHA-256."""
     db["messages"].add_column("purged_at", str)
     db["messages"].create_index(["created_at"])
+
+
+@migrations()
+def create_outbox(db: Database) -> None:
+    """Messages to send outside a TwiML reply (SPEC §8): broadcasts and web opt-in prompts."""
+    db["outbox"].create(
+        {
+            "id": int,
+            "phone": str,
+            "flow": str,
+            "kind": str,  # broadcast | prompt
+            "body": str,
+            "not_before": str,
+            "created_at": str,
+            "state": str,  # queued | sending | sent | failed | cancelled
+            "attempts": int,
+            "claimed_by": str,
+            "claimed_at": str,
+            "sid": str,
+            "error_code": str,
+            "reason": str,
+            "finished_at": str,
+        },
+        pk="id",
+        not_null={"phone", "kind", "body", "not_before", "created_at", "state", "attempts"},
+    )
+    db["outbox"].create_index(["state", "not_before"])
+    db["outbox"].create_index(["phone", "flow", "kind", "finished_at"])
+    db["outbox"].create_index(["sid"])

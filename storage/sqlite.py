@@ -17,6 +17,7 @@ from flows.outcome import ConsentEvent, Inbound, Outcome
 from storage import Processed, StoreBusy, StoredMessage
 from storage.ledger import GENESIS, LedgerRow, canonical_json, seal, subject_key, timestamp
 from storage.migrations import migrations
+from storage.sqlite_outbox import SQLiteOutbox
 from storage.sqlite_records import SQLiteRecords
 
 _INSERT_MESSAGE = (
@@ -25,7 +26,7 @@ _INSERT_MESSAGE = (
 )
 
 
-class SQLiteStore(SQLiteRecords):
+class SQLiteStore(SQLiteRecords, SQLiteOutbox):
     """A SQLite file in WAL mode; one connection per process and thread, opened on first use."""
 
     def __init__(self, path: str, secret_key: str, busy_timeout: float = 5.0):

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from flows.contact import ACTIVE, OPTED_OUT, PENDING, SUBSCRIBED, Subscription
 from flows.outcome import ConsentEvent
+from storage import StoreBusy
 from storage.ledger import LedgerRow, subject_key, timestamp
 
 IMPORTED, ALREADY, OPTED_OUT_SKIP, SUPPRESSED = "imported", "already", "opted_out", "suppressed"
@@ -79,14 +80,18 @@ class SQLiteRecords:
                 ).rowcount,
                 "contact": conn.execute("DELETE FROM contacts WHERE phone = ?", (phone,)).rowcount,
             }
-            conn.execute(
+            newly = conn.execute(
                 "INSERT OR IGNORE INTO suppressions (subject_key, reason, created_at)"
                 " VALUES (?, 'erased', ?)",
                 (key, timestamp(now)),
-            )
-            self._append(conn, key, (event,), timestamp(now))
-        # Old copies of the deleted pages live on in the WAL until a checkpoint.
-        self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            ).rowcount
+            if newly or any(removed.values()):  # a rerun to finish the checkpoint adds nothing
+                self._append(conn, key, (event,), timestamp(now))
+        # Old copies of the deleted pages live on in the WAL until a checkpoint; one that
+        # another reader blocks must fail loudly, not report an erasure that isn't done.
+        busy, _, _ = self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            raise StoreBusy("another connection is reading: the WAL could not be cleared")
         return removed
 
     def purge_bodies(self, before: datetime, now: datetime, dry_run: bool = False) -> int:
