@@ -48,6 +48,10 @@ def verdict(
         return Verdict(CANCEL, reason="not subscribed")
     if until := cap_until(recent_sends, flow.frequency, now):
         return Verdict(HOLD, until, "frequency cap")
-    if until := quiet_until(contact.phone, now, quiet):
+    try:
+        until = quiet_until(contact.phone, now, quiet)
+    except ValueError:  # the number's zones are never all outside quiet hours at once
+        return Verdict(CANCEL, reason="quiet hours never open in the number's time zones")
+    if until:
         return Verdict(HOLD, until, "quiet hours")
     return Verdict(SEND)
