@@ -143,3 +143,9 @@ def create_outbox(db: Database) -> None:
     db["outbox"].create_index(["state", "not_before"])
     db["outbox"].create_index(["phone", "flow", "kind", "finished_at"])
     db["outbox"].create_index(["sid"])
+
+
+@migrations()
+def add_subscriptions_changed(db: Database) -> None:
+    """A per-number change counter: the order subscriptions changed, on any back end."""
+    db["subscriptions"].add_column("changed", int, not_null_default=0)

@@ -1,4 +1,4 @@
-"""The SQLite back end's outbox (SPEC §8): queue, claim before sending, reconcile after."""
+"""The outbox, shared by both back ends (SPEC §8): queue, claim before sending, settle after."""
 
 from __future__ import annotations
 
@@ -42,8 +42,8 @@ def _enqueue(conn, phone: str, flow: str | None, kind: str, body: str, not_befor
     )
 
 
-class SQLiteOutbox:
-    """Mixed into SQLiteStore: everything smsbot sends outside a TwiML reply."""
+class SQLOutbox:
+    """Mixed into SQLStore: everything smsbot sends outside a TwiML reply."""
 
     def queue_broadcast(
         self, flow: str, body: str, not_before: datetime, now: datetime
@@ -67,7 +67,7 @@ class SQLiteOutbox:
                 else:
                     queued.append(phone)
             at, start = timestamp(now), timestamp(not_before)
-            conn.executemany(
+            conn.cursor().executemany(
                 "INSERT INTO outbox (phone, flow, kind, body, not_before, created_at, state,"
                 " attempts) VALUES (?, ?, 'broadcast', ?, ?, ?, 'queued', 0)",
                 [(phone, flow, body, start, at) for phone in queued],
@@ -81,7 +81,7 @@ class SQLiteOutbox:
         with self._write() as conn:
             due = conn.execute(
                 f"SELECT {_COLUMNS} FROM outbox WHERE state = 'queued' AND not_before <= ?"
-                " ORDER BY not_before, id LIMIT ?",
+                " ORDER BY not_before, id LIMIT ?" + self.SKIP_LOCKED,
                 (at, limit * 4),
             ).fetchall()
             for row in map(_row, due):
@@ -191,7 +191,7 @@ class SQLiteOutbox:
     def change(self, phone: str, decide: Callable[[Contact], Outcome], now: datetime) -> Outcome:
         """Apply a consent change that no inbound message carried (a carrier opt-out)."""
         at, key = timestamp(now), subject_key(self.secret_key, phone)
-        with self._write() as conn:
+        with self._write(phone) as conn:
             before, known = self._load(conn, phone)
             outcome = decide(before)
             self._write_state(conn, phone, key, before, known, outcome.contact, at)
@@ -205,7 +205,7 @@ class SQLiteOutbox:
         """A web form's opt-in (SPEC §3): refuse, or record it and queue the prompt.
         Returns pending, subscribed, suppressed, opted_out or too_soon."""
         at, key = timestamp(now), subject_key(self.secret_key, phone)
-        with self._write() as conn:
+        with self._write(phone) as conn:
             if conn.execute("SELECT 1 FROM suppressions WHERE subject_key = ?", (key,)).fetchone():
                 return "suppressed"
             before, known = self._load(conn, phone)

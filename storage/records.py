@@ -1,4 +1,4 @@
-"""The SQLite back end's record keeping: erasure, export, retention and import (SPEC §7)."""
+"""Record keeping, shared by both back ends: erasure, export, retention, import (SPEC §7)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,13 @@ from datetime import datetime, timedelta
 
 from flows.contact import ACTIVE, OPTED_OUT, PENDING, SUBSCRIBED, Subscription
 from flows.outcome import ConsentEvent
-from storage import StoreBusy
 from storage.ledger import LedgerRow, subject_key, timestamp
 
 IMPORTED, ALREADY, OPTED_OUT_SKIP, SUPPRESSED = "imported", "already", "opted_out", "suppressed"
 
 
-class SQLiteRecords:
-    """Mixed into SQLiteStore: the admin operations, each in one write transaction."""
+class SQLRecords:
+    """Mixed into SQLStore: the admin operations, each in one write transaction."""
 
     def ledger_for(self, key: str) -> list[LedgerRow]:
         """The ledger rows of one number key, in sequence order (redacted rows have none)."""
@@ -69,7 +68,7 @@ class SQLiteRecords:
         """Delete the number, its messages and profile (GDPR art. 17); keep the pseudonymous
         ledger (art. 17(3)(e)) and put the key on the suppression list. Returns counts."""
         key = subject_key(self.secret_key, phone)
-        with self._write() as conn:
+        with self._write(phone) as conn:
             removed = {
                 "messages": conn.execute("DELETE FROM messages WHERE phone = ?", (phone,)).rowcount,
                 "profile fields": conn.execute(
@@ -81,17 +80,13 @@ class SQLiteRecords:
                 "contact": conn.execute("DELETE FROM contacts WHERE phone = ?", (phone,)).rowcount,
             }
             newly = conn.execute(
-                "INSERT OR IGNORE INTO suppressions (subject_key, reason, created_at)"
-                " VALUES (?, 'erased', ?)",
+                "INSERT INTO suppressions (subject_key, reason, created_at)"
+                " VALUES (?, 'erased', ?) ON CONFLICT DO NOTHING",
                 (key, timestamp(now)),
             ).rowcount
             if newly or any(removed.values()):  # a rerun to finish the checkpoint adds nothing
                 self._append(conn, key, (event,), timestamp(now))
-        # Old copies of the deleted pages live on in the WAL until a checkpoint; one that
-        # another reader blocks must fail loudly, not report an erasure that isn't done.
-        busy, _, _ = self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        if busy:
-            raise StoreBusy("another connection is reading: the WAL could not be cleared")
+        self._after_erase()
         return removed
 
     def purge_bodies(self, before: datetime, now: datetime, dry_run: bool = False) -> int:
@@ -102,7 +97,7 @@ class SQLiteRecords:
                 (timestamp(before),),
             ).fetchall()
             if not dry_run:
-                conn.executemany(
+                conn.cursor().executemany(
                     "UPDATE messages SET body = ?, purged_at = ? WHERE id = ?",
                     [
                         ("sha256:" + hashlib.sha256(body.encode()).hexdigest(), timestamp(now), id_)
@@ -174,7 +169,7 @@ class SQLiteRecords:
         """Subscribe one number with its prior consent, unless it is suppressed, opted out
         (of the number or this flow) or already in the flow. Returns what happened."""
         key = subject_key(self.secret_key, phone)
-        with self._write() as conn:
+        with self._write(phone) as conn:
             if conn.execute("SELECT 1 FROM suppressions WHERE subject_key = ?", (key,)).fetchone():
                 return SUPPRESSED
             before, known = self._load(conn, phone)
