@@ -31,7 +31,7 @@ from flows.outcome import Inbound
 from flows.phones import to_e164
 from outbox import OPTED_OUT_AT_CARRIER, carrier_opt_out
 from settings import DEFAULTS, SettingsError, check
-from storage import Processed, Store, StoreBusy, open_store
+from storage import Processed, Store, StoreBusy, StoreUnavailable, open_store
 
 MAX_BODY = 64 * 1024  # SPEC §3: larger webhook bodies get 413
 
@@ -63,10 +63,16 @@ def _settings(app: Flask, config: Mapping[str, object] | None) -> None:
 
 
 def _open_store(app: Flask) -> Store:
-    url = app.config["DATABASE_URL"]
-    if url and url.startswith(("postgres://", "postgresql://")):
-        raise SettingsError("the PostgreSQL back end is not available yet (issue 5)")
-    return open_store(app.config["DATABASE"], app.config["SECRET_KEY"], app.config["BUSY_TIMEOUT"])
+    config = app.config
+    url = config["DATABASE_URL"]
+    if url and not url.startswith(("postgres://", "postgresql://")):
+        raise SettingsError("SMSBOT_DATABASE_URL must start with postgres:// or postgresql://")
+    store = open_store(config["DATABASE"], config["SECRET_KEY"], config["BUSY_TIMEOUT"], url)
+    try:
+        store.migrate()
+    except StoreUnavailable as error:
+        raise SettingsError(str(error)) from None
+    return store
 
 
 def _load_flows(app: Flask) -> FlowSet:
@@ -93,7 +99,6 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
     app.extensions["smsbot.flows"] = _load_flows(app)
     store = _open_store(app)
-    store.migrate()
     app.extensions["smsbot.store"] = store
     _register_routes(app)
     register_commands(app)

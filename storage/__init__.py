@@ -16,6 +16,10 @@ class StoreBusy(Exception):
     """The database stayed locked past the busy timeout; the caller may retry."""
 
 
+class StoreUnavailable(Exception):
+    """The database can't be reached (a bad URL, a server down); the message says which."""
+
+
 @dataclass(frozen=True)
 class Processed:
     """What handling an inbound message produced: the reply texts, and whether it was a replay."""
@@ -117,8 +121,14 @@ class Store(Protocol):
         """Release this process's connections."""
 
 
-def open_store(database: str, secret_key: str, busy_timeout: float = 5.0) -> Store:
-    """The back end for a database setting: a SQLite file path."""
+def open_store(
+    database: str, secret_key: str, busy_timeout: float = 5.0, url: str | None = None
+) -> Store:
+    """The back end for the settings: PostgreSQL for a postgres:// URL, else a SQLite file."""
+    if url and url.startswith(("postgres://", "postgresql://")):
+        from storage.postgres import PostgresStore
+
+        return PostgresStore(url, secret_key, busy_timeout)
     from storage.sqlite import SQLiteStore
 
     return SQLiteStore(database, secret_key, busy_timeout)

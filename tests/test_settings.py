@@ -47,8 +47,16 @@ def test_config_mapping_wins_over_environment(env, tmp_path) -> None:
 
 
 def test_database_url_falls_back_to_herokus_variable(env) -> None:
-    env.setenv("DATABASE_URL", "postgres://user@db.example/app")
-    with pytest.raises(SettingsError, match="PostgreSQL"):
+    # Nothing listens on port 1: the error names the server, never the password.
+    env.setenv("DATABASE_URL", "postgres://user:s3cret@127.0.0.1:1/app")
+    with pytest.raises(SettingsError, match="can't connect to postgres://127.0.0.1:1/app") as e:
+        create_app()
+    assert "s3cret" not in str(e.value)
+
+
+def test_database_url_must_be_postgres(env) -> None:
+    env.setenv("SMSBOT_DATABASE_URL", "mysql://127.0.0.1/app")
+    with pytest.raises(SettingsError, match="must start with postgres://"):
         create_app()
 
 
