@@ -11,7 +11,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import requests
-from flows.schedule import QuietHours, next_attempt
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -20,6 +19,7 @@ from flows.delivery import SEND, verdict
 from flows.engine import handle_carrier_opt_out
 from flows.model import FlowSet
 from flows.outcome import Inbound
+from flows.schedule import QuietHours, next_attempt
 from storage import OutboxRow, Store
 
 # Twilio errors no retry can fix: the recipient replied STOP to the carrier (21610), the
