@@ -77,14 +77,20 @@ class Worker:
         # at most a second before it goes.
         batch = max(1, int(self.rate)) if self.rate else UNLIMITED_BATCH
         while not stop():
-            rows = self.store.claim(self.clock(), self.name, batch, self._decide)
+            rows, examined = self.store.claim(self.clock(), self.name, batch, self._decide)
             if not rows:
+                if examined:
+                    continue  # all held or cancelled: there may be sendable rows behind
                 if once:
                     break
                 self.sleep(1.0)
                 self.reconcile()
                 continue
-            for row in rows:
+            for index, row in enumerate(rows):
+                if stop():  # SIGTERM: give the unsent claims back, settle nothing blind
+                    for unsent in rows[index:]:
+                        self.store.release(unsent)
+                    break
                 if self.rate:
                     self.sleep(max(0.0, (next_slot - self.clock()).total_seconds()))
                     next_slot = max(next_slot, self.clock()) + timedelta(seconds=1 / self.rate)
@@ -134,7 +140,8 @@ class Worker:
 
     def reconcile(self) -> None:
         """Settle rows a crashed worker claimed: sent if Twilio has them, else queued again."""
-        for row in self.store.stale_claims(self.name, self.clock() - self.reclaim_after):
+        # Called between batches, when none of this worker's own sends is under way.
+        for row in self.store.stale_claims(self.clock() - self.reclaim_after):
             self.counts["reconciled"] += 1
             self.reconcile_row(row)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -116,6 +117,44 @@ class Store(Protocol):
         self, phone: str, flow: str, consented_at: datetime, event: ConsentEvent, now: datetime
     ) -> str:
         """Subscribe one number with prior consent unless suppressed, opted out or already in."""
+
+    def queue_broadcast(
+        self, flow: str, body: str, not_before: datetime, now: datetime
+    ) -> tuple[int, Counter]:
+        """One outbox row per current subscriber; (queued, left out by reason)."""
+
+    def claim(
+        self, now: datetime, worker: str, limit: int, decide: Callable
+    ) -> tuple[list[OutboxRow], int]:
+        """Claim up to `limit` due rows to send, holding or cancelling others."""
+
+    def mark_sent(self, row: OutboxRow, sid: str, status: str, now: datetime) -> None:
+        """Record a send Twilio accepted."""
+
+    def finish(
+        self, row: OutboxRow, state: str, code: str | None, reason: str, now: datetime
+    ) -> None:
+        """Settle a row that will never be sent."""
+
+    def retry(self, row: OutboxRow, at: datetime, code: str, reason: str) -> None:
+        """Queue a row again after a transient failure."""
+
+    def stale_claims(self, claimed_before: datetime) -> list[OutboxRow]:
+        """Claimed rows never settled, to reconcile."""
+
+    def release(self, row: OutboxRow) -> None:
+        """Put a claimed row back in the queue."""
+
+    def record_status(self, sid: str, status: str, error_code: str | None, now: datetime) -> bool:
+        """Record Twilio's status callback on a sent message."""
+
+    def change(self, phone: str, decide: Callable[[Contact], Outcome], now: datetime) -> Outcome:
+        """Apply a consent change no inbound message carried."""
+
+    def request_web(
+        self, phone: str, flow: str, decide: Callable[[Contact], Outcome], now: datetime
+    ) -> str:
+        """Record a web opt-in and queue its prompt, or say why not."""
 
     def close(self) -> None:
         """Release this process's connections."""

@@ -13,6 +13,7 @@ from storage.ledger import subject_key, timestamp
 
 _COLUMNS = "id, phone, flow, kind, body, not_before, state, attempts, claimed_at, sid"
 _LONGEST_CAP_WINDOW = timedelta(days=31)  # the widest `frequency` window (N/month = 30 days)
+_MAX_EXAMINED = 500  # due rows one claim looks at, at most
 
 # decide(row, contact, suppressed, recent broadcast send times) -> (action, until, reason)
 Decide = Callable[[OutboxRow, Contact, bool, list[datetime]], tuple[str, datetime | None, str]]
@@ -74,52 +75,67 @@ class SQLOutbox:
             )
         return len(queued), left_out
 
-    def claim(self, now: datetime, worker: str, limit: int, decide: Decide) -> list[OutboxRow]:
+    def claim(
+        self, now: datetime, worker: str, limit: int, decide: Decide
+    ) -> tuple[list[OutboxRow], int]:
         """Re-check due rows and claim up to `limit` to send; hold or cancel the others.
-        A claimed row is `sending` before any API call, so a crash can't send it twice."""
-        at, claimed = timestamp(now), []
+        A claimed row is `sending` before any API call, so a crash can't send it twice.
+        Returns the claimed rows and how many rows were examined (held ones included)."""
+        at, claimed, examined = timestamp(now), [], 0
         with self._write() as conn:
-            due = conn.execute(
-                f"SELECT {_COLUMNS} FROM outbox WHERE state = 'queued' AND not_before <= ?"
-                " ORDER BY not_before, id LIMIT ?" + self.SKIP_LOCKED,
-                (at, limit * 4),
-            ).fetchall()
-            for row in map(_row, due):
-                if len(claimed) == limit:
+            # Held and cancelled rows leave the due set, so each pass sees new rows; the
+            # bound keeps one transaction (and SQLite's write lock) short.
+            while len(claimed) < limit and examined < _MAX_EXAMINED:
+                due = conn.execute(
+                    f"SELECT {_COLUMNS} FROM outbox WHERE state = 'queued' AND not_before <= ?"
+                    " ORDER BY not_before, id LIMIT ?" + self.SKIP_LOCKED,
+                    (at, limit - len(claimed)),
+                ).fetchall()
+                if not due:
                     break
-                contact = self._load(conn, row.phone)[0]
-                key = subject_key(self.secret_key, row.phone)
-                suppressed = conn.execute(
-                    "SELECT 1 FROM suppressions WHERE subject_key = ?", (key,)
-                ).fetchone()
-                recent = [
-                    datetime.fromisoformat(t)
-                    for (t,) in conn.execute(
-                        "SELECT finished_at FROM outbox WHERE phone = ? AND flow = ?"
-                        " AND kind = 'broadcast' AND state = 'sent' AND finished_at > ?",
-                        (row.phone, row.flow, timestamp(now - _LONGEST_CAP_WINDOW)),
-                    )
-                ]
-                action, until, reason = decide(row, contact, bool(suppressed), recent)
-                if action == "send":
-                    conn.execute(
-                        "UPDATE outbox SET state = 'sending', claimed_by = ?, claimed_at = ?,"
-                        " attempts = attempts + 1 WHERE id = ?",
-                        (worker, at, row.id),
-                    )
-                    claimed.append(row)
-                elif action == "hold":
-                    conn.execute(
-                        "UPDATE outbox SET not_before = ?, reason = ? WHERE id = ?",
-                        (timestamp(until), reason, row.id),
-                    )
-                else:
-                    conn.execute(
-                        "UPDATE outbox SET state = 'cancelled', reason = ?, finished_at = ?"
-                        " WHERE id = ?",
-                        (reason, at, row.id),
-                    )
-        return claimed
+                for row in map(_row, due):
+                    examined += 1
+                    if self._settle_due(conn, row, worker, at, now, decide):
+                        claimed.append(row)
+        return claimed, examined
+
+    def _settle_due(self, conn, row: OutboxRow, worker: str, at: str, now, decide) -> bool:
+        """Claim, hold or cancel one due row; True when it was claimed to send."""
+        contact = self._load(conn, row.phone)[0]
+        key = subject_key(self.secret_key, row.phone)
+        suppressed = conn.execute(
+            "SELECT 1 FROM suppressions WHERE subject_key = ?", (key,)
+        ).fetchone()
+        # Broadcasts in flight count toward the cap too: several due rows of one number
+        # must not all pass the check before any of them is sent.
+        recent = [
+            datetime.fromisoformat(t)
+            for (t,) in conn.execute(
+                "SELECT coalesce(finished_at, claimed_at) FROM outbox WHERE phone = ?"
+                " AND flow = ? AND kind = 'broadcast' AND (state = 'sending'"
+                " OR (state = 'sent' AND finished_at > ?))",
+                (row.phone, row.flow, timestamp(now - _LONGEST_CAP_WINDOW)),
+            )
+        ]
+        action, until, reason = decide(row, contact, bool(suppressed), recent)
+        if action == "send":
+            conn.execute(
+                "UPDATE outbox SET state = 'sending', claimed_by = ?, claimed_at = ?,"
+                " attempts = attempts + 1 WHERE id = ?",
+                (worker, at, row.id),
+            )
+            return True
+        if action == "hold":
+            conn.execute(
+                "UPDATE outbox SET not_before = ?, reason = ? WHERE id = ?",
+                (timestamp(until), reason, row.id),
+            )
+        else:
+            conn.execute(
+                "UPDATE outbox SET state = 'cancelled', reason = ?, finished_at = ? WHERE id = ?",
+                (reason, at, row.id),
+            )
+        return False
 
     def mark_sent(self, row: OutboxRow, sid: str, status: str, now: datetime) -> None:
         """Record a send Twilio accepted, in the outbox and the message log."""
@@ -155,12 +171,13 @@ class SQLOutbox:
                 (timestamp(at), code, reason, row.id),
             )
 
-    def stale_claims(self, worker: str, claimed_before: datetime) -> list[OutboxRow]:
-        """Rows another (crashed) worker claimed and never settled: to reconcile."""
+    def stale_claims(self, claimed_before: datetime) -> list[OutboxRow]:
+        """Rows claimed before `claimed_before` and never settled (a crashed worker, or a
+        send whose outcome Twilio couldn't tell yet): to reconcile."""
         rows = self._conn().execute(
-            f"SELECT {_COLUMNS} FROM outbox WHERE state = 'sending'"
-            " AND (claimed_by IS NULL OR claimed_by != ?) AND claimed_at <= ? ORDER BY id",
-            (worker, timestamp(claimed_before)),
+            f"SELECT {_COLUMNS} FROM outbox WHERE state = 'sending' AND claimed_at <= ?"
+            " ORDER BY id",
+            (timestamp(claimed_before),),
         )
         return [_row(r) for r in rows]
 

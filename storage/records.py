@@ -77,6 +77,9 @@ class SQLRecords:
                 "subscriptions": conn.execute(
                     "DELETE FROM subscriptions WHERE phone = ?", (phone,)
                 ).rowcount,
+                "outbox messages": conn.execute(
+                    "DELETE FROM outbox WHERE phone = ?", (phone,)
+                ).rowcount,
                 "contact": conn.execute("DELETE FROM contacts WHERE phone = ?", (phone,)).rowcount,
             }
             newly = conn.execute(

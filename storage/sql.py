@@ -132,6 +132,11 @@ class SQLStore(SQLRecords, SQLOutbox):
             )
         if outcome.events:
             self._append(conn, key, outcome.events, at)
+        if any(e.event == "confirmed" for e in outcome.events):
+            # An erased number that opted in again by its own text and YES is a subscriber
+            # again: the erasure's suppression (which refuses imports and web opt-ins made
+            # by others) gives way to the person's new, explicit consent.
+            conn.execute("DELETE FROM suppressions WHERE subject_key = ?", (key,))
 
     def _write_state(
         self,

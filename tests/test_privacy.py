@@ -235,3 +235,17 @@ def test_erased_number_texting_a_keyword_starts_a_fresh_opt_in(
         "erased",
         "requested",
     ]
+
+
+def test_an_erased_number_that_confirms_again_is_no_longer_suppressed(
+    twilio, runner, store, settings
+) -> None:
+    # Its own YES is a newer, explicit choice than the erasure request it made before.
+    twilio.say("JOIN")
+    assert runner.invoke(args=["subject", "erase", PHONE, "--yes"]).exit_code == 0
+    key = subject_key(settings["SECRET_KEY"], PHONE)
+    assert store.suppressed(key)
+    twilio.say("JOIN")
+    assert store.suppressed(key)  # a request alone doesn't lift it
+    twilio.say("YES")
+    assert not store.suppressed(key)
