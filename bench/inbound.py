@@ -1,0 +1,179 @@
+"""The inbound path under load, side by side with a baseline measured in the same run.
+
+    python bench/inbound.py [--seconds 10] [--numbers 10000] [--concurrency 16 64]
+
+Starts smsbot under gunicorn exactly as the Procfile's `web:` line does (temp SQLite file,
+the shipped flows) and the baseline (bench/baseline.py: form, signature, one insert,
+TwiML) with the same gunicorn line; sends each the same realistic mix of signed webhooks
+(bench/workload.py) with wrk (`apt install wrk`) on loopback; prints req/s, p50, p99 and
+errors for both and the ratio; then checks that every answered message is stored and
+that `flask ledger verify` passes. Bounded: each run lasts --seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.workload import conversations, signed  # noqa: E402
+
+TOKEN = "bench-auth-token"
+
+
+def web_line() -> str:
+    """The Procfile's web command."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith("web:"):
+            return line.removeprefix("web:").strip()
+    raise SystemExit("Procfile has no web: line")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def serve(command: str, env: dict[str, str], port: int) -> subprocess.Popen:
+    """Start a gunicorn command line and wait until it accepts connections."""
+    process = subprocess.Popen(
+        ["sh", "-c", f"exec {command}"],
+        cwd=ROOT,
+        env={**os.environ, **env, "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode}: {command}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit(f"server did not start: {command}")
+
+
+THREADS = 2  # wrk threads: one per core, as the server's workers are
+
+
+def load(
+    port: int, lines: list[tuple[str, str]], concurrency: int, seconds: int, scratch: Path
+) -> dict:
+    """Send lines in order through wrk for `seconds`; return its figures, and `answered`:
+    the indexes of lines certainly answered (all but each connection's last in flight)."""
+    path = scratch / f"requests-{port}-{concurrency}.tsv"
+    path.write_text("".join(f"{body}\t{sig}\n" for body, sig in lines))
+    result = subprocess.run(
+        ["wrk", f"-t{THREADS}", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "10s",
+         "-s", str(ROOT / "bench" / "inbound.lua"), f"http://127.0.0.1:{port}",
+         "--", str(path), str(THREADS)],
+        capture_output=True, text=True, check=True, timeout=seconds + 60,
+    )  # fmt: skip
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    figures["rps"] = figures["requests"] / (figures["duration_us"] / 1e6)
+    if any(issued > len(lines) // THREADS for issued in figures["issued"]):
+        raise SystemExit("the request file ran out: raise --lines")
+    in_flight = concurrency // THREADS
+    # wrk calls the first thread's request() once before the run to check the request
+    # (script_verify_request): that line is never sent.
+    figures["answered"] = [
+        n
+        for thread, issued in enumerate(figures["issued"])
+        for n in range(thread, len(lines), THREADS)[int(thread == 0) : max(0, issued - in_flight)]
+    ]
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10, help="per run")
+    parser.add_argument("--lines", type=int, default=60_000, help="requests prepared per run")
+    parser.add_argument("--numbers", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64])
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is needed: apt install wrk")
+    command = web_line()
+    with tempfile.TemporaryDirectory(prefix="smsbot-bench-") as tmp:
+        scratch = Path(tmp)
+        ports = {"baseline": free_port(), "smsbot": free_port()}
+        envs = {
+            "smsbot": {
+                "SMSBOT_DATABASE": str(scratch / "smsbot.db"),
+                "SMSBOT_TWILIO_AUTH_TOKEN": TOKEN,
+                "SMSBOT_SECRET_KEY": "bench",
+                "SMSBOT_PUBLIC_URL": f"http://127.0.0.1:{ports['smsbot']}",
+                "HOME": tmp,
+            },
+            "baseline": {
+                "BASELINE_DATABASE": str(scratch / "baseline.db"),
+                "BASELINE_TOKEN": TOKEN,
+                "BASELINE_PUBLIC_URL": f"http://127.0.0.1:{ports['baseline']}",
+                "HOME": tmp,
+            },
+        }
+        commands = {
+            "smsbot": command,
+            "baseline": command.replace("'app:create_app()'", "'bench.baseline:create_app()'"),
+        }
+        forms = conversations(args.numbers, args.lines * len(args.concurrency))
+        results, answered = {}, set()
+        for app in ("baseline", "smsbot"):
+            server = serve(commands[app], envs[app], ports[app])
+            try:
+                for index, concurrency in enumerate(args.concurrency):
+                    chunk = forms[index * args.lines : (index + 1) * args.lines]
+                    url = f"http://127.0.0.1:{ports[app]}/sms"
+                    lines = signed(chunk, url, TOKEN)
+                    run = load(ports[app], lines, concurrency, args.seconds, scratch)
+                    results[app, concurrency] = run
+                    if app == "smsbot":
+                        answered |= {chunk[n]["MessageSid"] for n in run["answered"]}
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
+        print(f"machine: {os.cpu_count()} cores; both apps: {command.split(' --bind')[0]}")
+        print(f"{'app':9} {'conc':>4} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}")
+        for (app, concurrency), r in sorted(results.items(), key=lambda i: (i[0][1], i[0][0])):
+            errors = r["errors"] + r["status_errors"]
+            print(f"{app:9} {concurrency:4} {r['rps']:7.0f} {r['p50_us'] / 1000:7.1f}"
+                  f" {r['p99_us'] / 1000:7.1f} {errors:6}")  # fmt: skip
+        for concurrency in args.concurrency:
+            ratio = results["smsbot", concurrency]["rps"] / results["baseline", concurrency]["rps"]
+            print(f"smsbot/baseline at concurrency {concurrency}: {ratio:.2f}")
+        with sqlite3.connect(scratch / "smsbot.db") as conn:
+            kept = {
+                sid for (sid,) in conn.execute("SELECT sid FROM messages WHERE direction = 'in'")
+            }
+        missing = answered - kept
+        print(f"answered messages stored: {len(answered) - len(missing):,} of {len(answered):,}")
+        for sid in sorted(missing):
+            print(f"  missing: {sid}")
+        verify = subprocess.run(
+            ["flask", "ledger", "verify"],
+            cwd=ROOT,
+            env={**os.environ, **envs["smsbot"]},
+            capture_output=True,
+            text=True,
+        )
+        print("ledger verify:", " / ".join(verify.stdout.split("\n")[:1]) or verify.stderr.strip())
+
+
+if __name__ == "__main__":
+    main()
