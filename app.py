@@ -10,9 +10,11 @@ import re
 import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 import click
 from flask import Flask, Response, current_app, request
+from flask.sessions import SessionInterface
 from twilio.request_validator import (
     SIGNATURE_SETTINGS_HEADER,
     RequestValidator,
@@ -87,9 +89,20 @@ def _load_flows(app: Flask) -> FlowSet:
     return flows
 
 
+class _NoSessions(SessionInterface):
+    """smsbot keeps no cookie sessions: skip signing one on every webhook."""
+
+    def open_session(self, app: Flask, request: object) -> None:
+        return None
+
+    def save_session(self, app: Flask, session: object, response: Response) -> None:
+        return None
+
+
 def create_app(config: Mapping[str, object] | None = None) -> Flask:
     """Build the app: settings, flows (refusing to start on an error), storage, routes."""
     app = Flask(__name__)
+    app.session_interface = _NoSessions()
     if not app.logger.handlers or app.logger.level == logging.NOTSET:
         app.logger.setLevel(logging.INFO)
     _settings(app, config)
@@ -118,11 +131,17 @@ def receive(store: Store, flows: FlowSet, message: Inbound, now: datetime) -> Pr
     return store.process(message, lambda contact: handle(message, contact, flows, now), now)
 
 
-def _twiml(replies: Iterable[str]) -> Response:
+@lru_cache(maxsize=1024)
+def _render_twiml(replies: tuple[str, ...]) -> str:
+    # Replies are the flows' fixed texts: each combination is rendered once per process.
     response = MessagingResponse()
     for text in replies:
         response.message(text)
-    return Response(str(response), mimetype="application/xml")
+    return str(response)
+
+
+def _twiml(replies: Iterable[str]) -> Response:
+    return Response(_render_twiml(tuple(replies)), mimetype="application/xml")
 
 
 def _signed_url() -> str:
@@ -142,7 +161,16 @@ def _signature_ok() -> bool:
     if not token or not signature:
         return False
     algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
-    return RequestValidator(token).validate(_signed_url(), request.form, signature, algorithm)
+    validator, url = RequestValidator(token), _signed_url()
+    try:
+        expected = validator.compute_signature(url, request.form, algorithm)
+    except ValueError:  # an algorithm this twilio library doesn't know
+        return False
+    # One HMAC for the URL as configured; the library's check of both port spellings
+    # (Twilio is inconsistent about explicit ports) only when that first one fails.
+    return hmac.compare_digest(expected, signature) or validator.validate(
+        url, request.form, signature, algorithm
+    )
 
 
 def _text(status: int, message: str) -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import cache
 
 # FCC 24-18 (47 CFR 64.1200(a)(10)): these words revoke consent per se, in any context.
 OPT_OUT_WORDS = (
@@ -61,15 +62,24 @@ def contains_phrase(text_words: tuple[str, ...], phrase: tuple[str, ...]) -> boo
     return any(text_words[i : i + n] == phrase for i in range(len(text_words) - n + 1))
 
 
+@cache
+def _phrase_words(phrases: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    # The gateway's phrases are fixed for the life of the process: split them once.
+    return tuple(words(normalise(p)) for p in phrases)
+
+
+_OPT_OUT_WORDS_SPLIT = tuple(words(w) for w in OPT_OUT_WORDS)
+
+
 def is_opt_out(normalised: str, phrases: tuple[str, ...] = ()) -> bool:
     """True when the text revokes consent: an opt-out word alone, a phrase, or a short plea."""
     if normalised in OPT_OUT_WORDS:
         return True
     text_words = words(normalised)
-    if any(contains_phrase(text_words, words(normalise(p))) for p in phrases):
+    if any(contains_phrase(text_words, phrase) for phrase in _phrase_words(phrases)):
         return True
     if len(normalised.split()) <= SHORT_MESSAGE_WORDS:
-        return any(contains_phrase(text_words, words(w)) for w in OPT_OUT_WORDS)
+        return any(contains_phrase(text_words, w) for w in _OPT_OUT_WORDS_SPLIT)
     return False
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
 
 
+@lru_cache(maxsize=65536)  # phonenumbers parsing is slow next to the rest of a webhook
 def to_e164(text: str, region: str | None = None) -> str | None:
     """The E.164 form of `text`, or None when it is not a possible phone number.
 

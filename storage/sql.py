@@ -86,20 +86,21 @@ class SQLStore(SQLRecords, SQLOutbox):
             )
 
     def _load(self, conn: Connection, phone: str) -> tuple[Contact, bool]:
-        row = conn.execute(
-            "SELECT opted_out, restorable FROM contacts WHERE phone = ?", (phone,)
-        ).fetchone()
-        if row is None:
+        # One query for the contact and its subscriptions: this runs on every message.
+        rows = conn.execute(
+            "SELECT c.opted_out, c.restorable, s.flow, s.state, s.since, s.question"
+            " FROM contacts c LEFT JOIN subscriptions s ON s.phone = c.phone"
+            " WHERE c.phone = ? ORDER BY s.since, s.changed",
+            (phone,),
+        ).fetchall()
+        if not rows:
             return Contact(phone), False
         subs = tuple(
             Subscription(flow, state, datetime.fromisoformat(since), question)
-            for flow, state, since, question in conn.execute(
-                "SELECT flow, state, since, question FROM subscriptions WHERE phone = ?"
-                " ORDER BY since, changed",
-                (phone,),
-            )
+            for _, _, flow, state, since, question in rows
+            if flow is not None
         )
-        return Contact(phone, bool(row[0]), tuple(json.loads(row[1])), subs), True
+        return Contact(phone, bool(rows[0][0]), tuple(json.loads(rows[0][1])), subs), True
 
     def _save(
         self,
@@ -121,15 +122,16 @@ class SQLStore(SQLRecords, SQLOutbox):
                 " updated_at = excluded.updated_at",
                 (phone, field, value, at),
             )
-        conn.execute(
+        conn.cursor().executemany(
             _INSERT_MESSAGE,
-            (message.sid, "in", phone, message.body, outcome.flow, at, "received", None),
+            [
+                (message.sid, "in", phone, message.body, outcome.flow, at, "received", None),
+                *(
+                    (None, "out", phone, r.text, r.flow, at, "replied", message.sid)
+                    for r in outcome.replies
+                ),
+            ],
         )
-        for reply in outcome.replies:
-            conn.execute(
-                _INSERT_MESSAGE,
-                (None, "out", phone, reply.text, reply.flow, at, "replied", message.sid),
-            )
         if outcome.events:
             self._append(conn, key, outcome.events, at)
         if any(e.event == "confirmed" for e in outcome.events):
