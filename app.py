@@ -187,15 +187,17 @@ def _register_routes(app: Flask) -> None:
             if not form.get(name):
                 return _text(400, f"missing field: {name}")
         now = datetime.now(UTC)
-        # PostgreSQL text can't hold NUL; replace it so both back ends store the same body.
-        body = form.get("Body", "").replace("\x00", "\ufffd")
-        phone = to_e164(form["From"])
+        # PostgreSQL text can't hold NUL; replace it so both back ends store the same text.
+        sid, sender, body = (
+            form.get(name, "").replace("\x00", "\ufffd") for name in ("MessageSid", "From", "Body")
+        )
+        phone = to_e164(sender)
         if phone is None:
-            current_app.logger.info("message %s from non-phone sender logged", form["MessageSid"])
-            _store().log_unroutable(form["MessageSid"], form["From"], body, now)
+            current_app.logger.info("message %s from non-phone sender logged", sid)
+            _store().log_unroutable(sid, sender, body, now)
             return _twiml(())
         message = Inbound(
-            sid=form["MessageSid"],
+            sid=sid,
             phone=phone,
             body=body,
             opt_out_type=form.get("OptOutType", ""),
@@ -256,7 +258,10 @@ def _register_routes(app: Flask) -> None:
         return {"status": "unavailable"}, 503
 
     @app.errorhandler(StoreBusy)
-    def busy(error: StoreBusy) -> Response:
+    @app.errorhandler(StoreUnavailable)
+    def busy(error: Exception) -> Response:
+        # Locked past the busy timeout, or the database server gone: nothing was saved,
+        # and Twilio's retry will be handled once (dedupe by MessageSid).
         response = _text(503, "busy, try again")
         response.headers["Retry-After"] = "1"
         return response

@@ -74,6 +74,12 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
 )
 
 
+def _storable(params: tuple | list) -> list:
+    # PostgreSQL text can't hold NUL, which SQLite stores: U+FFFD takes its place (as app.py
+    # does for bodies), so a NUL in a sender or a sid is stored, not a DataError and a 500.
+    return [p.replace("\x00", "\ufffd") if isinstance(p, str) else p for p in params]
+
+
 class _Connection:
     """A psycopg connection that takes the shared SQL's `?` placeholders."""
 
@@ -81,20 +87,26 @@ class _Connection:
         self.raw = raw
 
     def execute(self, sql: str, params: tuple | list = ()) -> psycopg.Cursor:
-        return self.raw.execute(sql.replace("?", "%s"), params)
+        return self.raw.execute(sql.replace("?", "%s"), _storable(params))
 
     def cursor(self) -> _Connection:
         return self
 
     def executemany(self, sql: str, rows: list) -> None:
         with self.raw.cursor() as cursor:
-            cursor.executemany(sql.replace("?", "%s"), rows)
+            cursor.executemany(sql.replace("?", "%s"), [_storable(row) for row in rows])
+
+    def close(self) -> None:
+        self.raw.close()
 
 
 def describe(url: str) -> str:
     """The URL without its password, for error messages and logs."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
+    except ValueError:  # a malformed host or port: show no part of it, it may hold the password
+        return f"{url.partition(':')[0]}://(malformed address)"
 
 
 class PostgresStore(SQLStore):
@@ -111,7 +123,8 @@ class PostgresStore(SQLStore):
         try:
             raw = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
         except psycopg.Error as error:
-            reason = " ".join(str(error).split())
+            # libpq quotes a malformed URI whole, password and all: never repeat it.
+            reason = " ".join(str(error).split()).replace(self.url, describe(self.url))
             raise StoreUnavailable(f"can't connect to {describe(self.url)}: {reason}") from None
         return _Connection(raw)
 
@@ -126,7 +139,16 @@ class PostgresStore(SQLStore):
         """One transaction; `phone`'s advisory lock makes one number's messages wait for
         each other across every process, and a lock wait past the busy timeout is busy."""
         conn = self._conn()
-        conn.execute("BEGIN")
+        try:
+            conn.execute("BEGIN")
+        except psycopg.OperationalError:
+            if not conn.raw.broken:
+                raise
+            # Dropped while idle (a server restart, an idle timeout): nothing of this
+            # transaction was sent yet, so connect again rather than lose the message.
+            self._local.conn = None
+            conn = self._conn()
+            conn.execute("BEGIN")
         try:
             conn.execute(f"SET LOCAL lock_timeout = '{int(self.busy_timeout * 1000)}ms'")
             if phone is not None:

@@ -36,7 +36,9 @@ def free_port() -> int:
 
 
 def smsbot_env(tmp_path: Path, **settings: str) -> dict[str, str]:
-    """A clean environment: no inherited SMSBOT_ settings, a temp database, the test token."""
+    """A clean environment: no inherited SMSBOT_ settings, a temp database, the test token.
+    `settings` (names without the prefix) override those; a test on PostgreSQL passes its
+    DATABASE_URL (see `Backend.env` in conftest.py)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMSBOT_")}
     env.pop("DATABASE_URL", None)
     # The venv's scripts (gunicorn, flask) first; HOME in tmp keeps gunicorn's control
@@ -63,7 +65,8 @@ class Response:
 
 
 class Gunicorn:
-    """The Procfile's web process on a free port; use as a context manager."""
+    """The Procfile's web process on a free port, on the settings' database (SQLite by
+    default, PostgreSQL given DATABASE_URL); use as a context manager."""
 
     def __init__(self, tmp_path: Path, workers: int = 2, **settings: str):
         self.port = free_port()
@@ -71,7 +74,6 @@ class Gunicorn:
         self.env = smsbot_env(tmp_path, PUBLIC_URL=self.url, **settings)
         self.env["PORT"] = str(self.port)
         self.env["WEB_CONCURRENCY"] = str(workers)
-        self.database = self.env["SMSBOT_DATABASE"]
         self.log_path = tmp_path / "gunicorn.log"
         self.process: subprocess.Popen | None = None
 

@@ -3,9 +3,7 @@ an in-process worker, and subscribers made the way consumers make themselves (JO
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
-from contextlib import closing
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,6 +11,7 @@ from flask import Flask
 
 from flows.schedule import parse_quiet_hours
 from outbox import Worker, twilio_client
+from tests import database
 from tests.conftest import AUTH_TOKEN, PUBLIC_URL
 from tests.fake_twilio import FakeTwilio
 
@@ -113,9 +112,8 @@ def creates(fake: FakeTwilio, to: str | None = None) -> list[dict[str, str]]:
 
 
 def outbox_column(settings: dict, column: str) -> list:
-    """One column of every outbox row, by id, straight from the SQLite file."""
-    with closing(sqlite3.connect(settings["DATABASE"])) as conn:
-        return [value for (value,) in conn.execute(f"SELECT {column} FROM outbox ORDER BY id")]
+    """One column of every outbox row, by id, straight from the database."""
+    return database.column(settings, f"SELECT {column} FROM outbox ORDER BY id")
 
 
 def optin(client, phone: str, token: str | None = API_TOKEN, **fields: object):

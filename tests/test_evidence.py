@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,6 +13,7 @@ from markupsafe import escape
 from flows.outcome import ConsentEvent
 from storage.evidence import build_packet
 from storage.ledger import canonical_json, subject_key, verify
+from tests import database
 from tests.conftest import PHONE, SHIPPED_FLOWS
 
 OTHER = "+15555550111"
@@ -38,11 +38,6 @@ def packet_for(app, store, phone: str = PHONE) -> dict:
     rows, messages = store.ledger_for(key), store.messages(phone)
     chain = verify(store.ledger())
     return build_packet(phone, store.contact(phone), rows, messages, chain, NOW, key=key)
-
-
-def sql(settings, statement: str, *params) -> None:
-    with sqlite3.connect(settings["DATABASE"]) as conn:
-        conn.execute(statement, params)
 
 
 def html_for(app, packet: dict) -> str:
@@ -154,7 +149,7 @@ def test_other_numbers_rows_are_left_out_even_when_given(app, store, twilio) -> 
 def test_tampered_ledger_row_fails_the_chain(app, settings, store, join_yes_stop) -> None:
     body = store.ledger()[1].body
     body["source"] = "web"
-    sql(settings, "UPDATE ledger SET body = ? WHERE seq = 2", canonical_json(body))
+    database.execute(settings, "UPDATE ledger SET body = ? WHERE seq = 2", canonical_json(body))
     packet = packet_for(app, store)
     assert packet["chain"]["ok"] is False
     assert packet["chain"]["problem"] == "event 2: body does not match its hash"
@@ -180,7 +175,7 @@ def test_purged_text_is_still_tied_to_its_event(app, store, join_yes_stop) -> No
 
 
 def test_altered_text_is_flagged(app, settings, store, join_yes_stop) -> None:
-    sql(settings, "UPDATE messages SET body = 'VIP' WHERE sid = ?", join_yes_stop[0])
+    database.execute(settings, "UPDATE messages SET body = 'VIP' WHERE sid = ?", join_yes_stop[0])
     inbound = packet_for(app, store)["story"][0]["inbound"]
     assert (inbound["body"], inbound["body_state"], inbound["matches_ledger"]) == (
         "VIP",

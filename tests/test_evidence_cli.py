@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 
 import pytest
 from markupsafe import escape
 
 from storage.ledger import canonical_json
+from tests import database
 from tests.conftest import PHONE, SHIPPED_FLOWS
 
 PROMPT = (
@@ -91,8 +91,7 @@ def test_unknown_number_has_an_empty_story(runner) -> None:
 def test_tampered_ledger_is_reported(runner, settings, store, join_yes_stop) -> None:
     body = store.ledger()[0].body
     body["source"] = "web"
-    with sqlite3.connect(settings["DATABASE"]) as conn:
-        conn.execute("UPDATE ledger SET body = ? WHERE seq = 1", (canonical_json(body),))
+    database.execute(settings, "UPDATE ledger SET body = ? WHERE seq = 1", canonical_json(body))
     result = evidence(runner, PHONE)
     # The packet is still produced (it is the evidence of the tampering), with a warning.
     assert result.exit_code == 0, result.output

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 from storage.ledger import GENESIS, body_hash, canonical_json, chain_hash, header
+from tests import database
 
 OTHER = "+15555550111"
 
@@ -22,11 +21,6 @@ def conversation(twilio):
 
 def verify(runner, *args):
     return runner.invoke(args=["ledger", "verify", *args])
-
-
-def sql(settings, statement: str, *params) -> None:
-    with sqlite3.connect(settings["DATABASE"]) as conn:
-        conn.execute(statement, params)
 
 
 def test_intact_chain_verifies_with_its_head(conversation, runner, store) -> None:
@@ -55,21 +49,21 @@ def test_chain_hash_is_recomputable_by_hand(conversation, store) -> None:
 def test_changed_row_is_named(conversation, runner, settings, store) -> None:
     body = store.ledger()[2].body
     body["source"] = "admin"
-    sql(settings, "UPDATE ledger SET body = ? WHERE seq = 3", canonical_json(body))
+    database.execute(settings, "UPDATE ledger SET body = ? WHERE seq = 3", canonical_json(body))
     result = verify(runner)
     assert result.exit_code == 1
     assert "event 3: body does not match its hash" in result.output
 
 
 def test_changed_header_is_named(conversation, runner, settings) -> None:
-    sql(settings, "UPDATE ledger SET at = '2020-01-01T00:00:00+00:00' WHERE seq = 2")
+    database.execute(settings, "UPDATE ledger SET at = '2020-01-01T00:00:00+00:00' WHERE seq = 2")
     result = verify(runner)
     assert result.exit_code == 1
     assert "event 2: chain hash does not match" in result.output
 
 
 def test_deleted_row_is_named(conversation, runner, settings) -> None:
-    sql(settings, "DELETE FROM ledger WHERE seq = 4")
+    database.execute(settings, "DELETE FROM ledger WHERE seq = 4")
     result = verify(runner)
     assert result.exit_code == 1
     assert "event 4: out of sequence (found event 5)" in result.output
@@ -82,7 +76,7 @@ def test_inserted_row_is_named(conversation, runner, settings, store) -> None:
     body = {**last.body, "event": "confirmed"}
     digest = body_hash(body)
     forged = chain_hash(GENESIS, header(8, last.at, "confirmed"), digest)
-    sql(
+    database.execute(
         settings,
         "INSERT INTO ledger (seq, at, event, subject_key, body, body_hash, chain_hash)"
         " VALUES (8, ?, 'confirmed', ?, ?, ?, ?)",
@@ -95,7 +89,7 @@ def test_inserted_row_is_named(conversation, runner, settings, store) -> None:
 
 def test_rows_cut_from_the_end_fail_against_a_recorded_head(conversation, runner, settings) -> None:
     head = verify(runner).output.splitlines()[1].removeprefix("head ")
-    sql(settings, "DELETE FROM ledger WHERE seq >= 6")
+    database.execute(settings, "DELETE FROM ledger WHERE seq >= 6")
     assert verify(runner).exit_code == 0  # the shorter chain is internally consistent...
     result = verify(runner, "--head", head)
     assert result.exit_code == 1  # ...but the recorded head is gone
@@ -115,7 +109,7 @@ def test_malformed_head_is_refused(runner) -> None:
 
 
 def test_redacted_row_younger_than_retention_fails(conversation, runner, settings) -> None:
-    sql(settings, "UPDATE ledger SET body = NULL, subject_key = NULL WHERE seq = 1")
+    database.execute(settings, "UPDATE ledger SET body = NULL, subject_key = NULL WHERE seq = 1")
     result = verify(runner)
     assert result.exit_code == 1
     assert "event 1: redacted before its retention ended" in result.output
@@ -123,7 +117,7 @@ def test_redacted_row_younger_than_retention_fails(conversation, runner, setting
 
 def test_redacted_row_past_retention_is_accepted(conversation, runner, settings, app) -> None:
     app.config["EVIDENCE_RETENTION_DAYS"] = 0  # ages compare timestamps: 0 means at once
-    sql(settings, "UPDATE ledger SET body = NULL, subject_key = NULL WHERE seq = 1")
+    database.execute(settings, "UPDATE ledger SET body = NULL, subject_key = NULL WHERE seq = 1")
     result = verify(runner)
     assert result.exit_code == 0, result.output
     assert "1 redacted" in result.output

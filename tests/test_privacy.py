@@ -1,16 +1,17 @@
 """`flask subject export` and `flask subject erase` (SPEC §7; GDPR art. 15, 17, 20): a data
 subject gets everything held about their number, and after erasure the number is nowhere
-in the database file, while the pseudonymous ledger still proves consent and opt-out."""
+in the database (nor, on SQLite, in the file's bytes), while the pseudonymous ledger still
+proves consent and opt-out."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from pathlib import Path
 
 import pytest
 
 from storage.ledger import subject_key
+from tests import database
 from tests.conftest import PHONE
 
 OTHER = "+15555550111"
@@ -20,11 +21,11 @@ SECRET = "Zanzibar-7731 is my cat; text me at 555-555-0100 or +1 (555) 555-0100"
 CONVERSATION = ("JOIN", "YES", ZIP, "HELP", SECRET, "call 15555550100 or 5555550100", "STOP")
 # Every spelling of PHONE that was stored or sent, and the distinctive text (SPEC §7).
 NEEDLES = [
-    pytest.param(b"+15555550100", id="e164"),
-    pytest.param(b"15555550100", id="national-with-country-code"),
-    pytest.param(b"5555550100", id="national"),
-    pytest.param(b"555-555-0100", id="national-dashed"),
-    pytest.param(b"Zanzibar-7731", id="distinctive-inbound-text"),
+    pytest.param("+15555550100", id="e164"),
+    pytest.param("15555550100", id="national-with-country-code"),
+    pytest.param("5555550100", id="national"),
+    pytest.param("555-555-0100", id="national-dashed"),
+    pytest.param("Zanzibar-7731", id="distinctive-inbound-text"),
 ]
 
 
@@ -44,24 +45,6 @@ def export(runner, phone: str):
 
 def erase(runner, phone: str, *flags: str):
     return runner.invoke(args=["subject", "erase", phone, *flags])
-
-
-def database_files(settings) -> list[Path]:
-    """The database file and, when it exists, its write-ahead log."""
-    main = Path(settings["DATABASE"])
-    wal = main.with_name(main.name + "-wal")
-    return [main, wal] if wal.exists() else [main]
-
-
-def found_in_files(settings, needle: bytes) -> list[str]:
-    """The database files (main, -wal) whose raw bytes contain `needle`."""
-    return [path.name for path in database_files(settings) if needle in path.read_bytes()]
-
-
-def dump(settings) -> list[str]:
-    """Every table's rows, through a second connection, to compare before and after."""
-    with sqlite3.connect(settings["DATABASE"]) as conn:
-        return list(conn.iterdump())
 
 
 def test_conversation_keeps_a_profile_field_and_ends_opted_out(conversation, store) -> None:
@@ -128,11 +111,11 @@ def test_non_number_is_a_usage_error(runner, text: str, command: list[str]) -> N
 
 
 def test_erase_without_yes_refuses_and_removes_nothing(conversation, runner, settings) -> None:
-    before = dump(settings)
+    before = database.dump(settings)
     result = erase(runner, "(555) 555-0100")
     assert result.exit_code != 0
     assert "--yes" in result.output
-    assert dump(settings) == before
+    assert database.dump(settings) == before
 
 
 def test_erase_prints_what_it_removed(conversation, runner, store) -> None:
@@ -175,16 +158,28 @@ def test_erase_keeps_the_ledger_and_appends_an_erased_event(conversation, runner
 
 
 @pytest.mark.parametrize("needle", NEEDLES)
+def test_erased_number_is_in_no_row_of_any_table(
+    conversation, runner, settings, needle: str
+) -> None:
+    assert database.tables_holding(settings, needle), "the scan must see it before erasure"
+    result = erase(runner, PHONE, "--yes")
+    assert result.exit_code == 0, result.output
+    assert database.tables_holding(settings, needle) == []
+    assert database.tables_holding(settings, OTHER)  # the scan still reads live data
+
+
+@pytest.mark.sqlite_only("a byte-level scan of the SQLite file and its -wal")
+@pytest.mark.parametrize("needle", NEEDLES)
 def test_erased_number_is_nowhere_in_the_database_files(
-    conversation, runner, settings, needle: bytes
+    conversation, runner, settings, needle: str
 ) -> None:
     # Scanned with the app's connection still open: the -wal file, where old copies of
     # pages linger until a checkpoint, is read too whenever it exists.
-    assert found_in_files(settings, needle), "the scan must see the data before erasure"
+    assert database.files_holding(settings, needle), "the scan must see it before erasure"
     result = erase(runner, PHONE, "--yes")
     assert result.exit_code == 0, result.output
-    assert found_in_files(settings, needle) == []
-    assert found_in_files(settings, OTHER.encode())  # the scan still reads live data
+    assert database.files_holding(settings, needle) == []
+    assert database.files_holding(settings, OTHER)  # the scan still reads live data
 
 
 @pytest.fixture
@@ -193,6 +188,7 @@ def impatient(settings) -> None:
     settings["BUSY_TIMEOUT"] = 0.2
 
 
+@pytest.mark.sqlite_only("a reader's snapshot pins old pages in SQLite's -wal file")
 def test_erase_never_claims_success_while_the_wal_still_holds_the_number(
     impatient, conversation, runner, settings
 ) -> None:
@@ -206,8 +202,24 @@ def test_erase_never_claims_success_while_the_wal_still_holds_the_number(
         result = erase(runner, PHONE, "--yes")
     finally:
         reader.close()
-    lingering = found_in_files(settings, b"+15555550100")
+    lingering = database.places_holding(settings, "+15555550100")
     assert result.exit_code != 0 or lingering == [], result.output
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_erase_vacuums_the_tables_it_deleted_from_on_postgres(
+    conversation, runner, settings
+) -> None:
+    # PostgreSQL keeps deleted rows in the table files as dead tuples until a VACUUM:
+    # erasure runs one on each table it deleted from, so the space is reclaimed now.
+    tables = ("contacts", "subscriptions", "profile", "messages")
+    vacuumed = (
+        "SELECT count(*) FROM pg_stat_user_tables WHERE schemaname = current_schema()"
+        " AND relname IN (?, ?, ?, ?) AND last_vacuum IS NOT NULL"
+    )
+    assert database.scalar(settings, vacuumed, *tables) == 0
+    assert erase(runner, PHONE, "--yes").exit_code == 0
+    assert database.scalar(settings, vacuumed, *tables) == len(tables)
 
 
 def test_erased_number_can_not_be_imported(conversation, runner, store, tmp_path) -> None:

@@ -4,7 +4,6 @@ START changes the number's state."""
 from __future__ import annotations
 
 import itertools
-import sqlite3
 import urllib.parse
 import xml.etree.ElementTree as ET
 
@@ -16,6 +15,7 @@ from werkzeug.wrappers import Request
 
 from flows.keywords import START_WORDS, first_word, normalise
 from flows.loader import load_flows
+from tests import database
 from tests.conftest import BUSINESS_NUMBER, PUBLIC_URL, SHIPPED_FLOWS, sign
 
 FLOWS = load_flows(SHIPPED_FLOWS)
@@ -49,21 +49,14 @@ def assert_twiml(response) -> list[str]:
     return [child.text or "" for child in root]
 
 
-def query(database: str, sql: str, *args: object) -> list[tuple]:
-    conn = sqlite3.connect(database)
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
+def stored_inbound(settings, sid: str) -> list[str]:
+    return database.column(
+        settings, "SELECT body FROM messages WHERE direction = 'in' AND sid = ?", sid
+    )
 
 
-def stored_inbound(database: str, sid: str) -> list[str]:
-    rows = query(database, "SELECT body FROM messages WHERE direction = 'in' AND sid = ?", sid)
-    return [body for (body,) in rows]
-
-
-def ledger_length(database: str) -> int:
-    return query(database, "SELECT count(*) FROM ledger")[0][0]
+def ledger_length(settings) -> int:
+    return database.count(settings, "ledger")
 
 
 # -- no text makes /sms fail --------------------------------------------------------------------
@@ -106,7 +99,7 @@ def test_no_text_makes_sms_fail(twilio, settings, body, opt_out_type) -> None:
     extra = {"OptOutType": opt_out_type} if opt_out_type else {}
     assert_twiml(twilio.text(body, fresh_phone(), sid=sid, **extra))
     # Stored as received, NUL aside (PostgreSQL text can't hold it; the app replaces it).
-    assert stored_inbound(settings["DATABASE"], sid) == [body.replace("\x00", "\ufffd")]
+    assert stored_inbound(settings, sid) == [body.replace("\x00", "\ufffd")]
 
 
 @PER_TEST_APP
@@ -167,7 +160,7 @@ def test_invalid_utf8_in_the_form_gets_200_not_500(client, settings, body, in_fr
         headers={"X-Twilio-Signature": sign(PUBLIC_URL + "/sms", form)},
     )
     assert_twiml(response)
-    assert stored_inbound(settings["DATABASE"], sid) == [form["Body"].replace("\x00", "\ufffd")]
+    assert stored_inbound(settings, sid) == [form["Body"].replace("\x00", "\ufffd")]
 
 
 @PER_TEST_APP
@@ -246,12 +239,12 @@ def test_after_an_opt_out_only_a_keyword_or_start_changes_state(
         assert_twiml(twilio.text(text, phone, sid=fresh_sid()))
     assert store.contact(phone).opted_out
     for text in later:
-        before, events = store.contact(phone), ledger_length(settings["DATABASE"])
+        before, events = store.contact(phone), ledger_length(settings)
         answer = assert_twiml(twilio.text(text, phone, sid=fresh_sid()))
         if not before.opted_out or reopts(text):
             continue
         assert store.contact(phone) == before, f"{text!r} changed an opted-out number's state"
-        assert ledger_length(settings["DATABASE"]) == events, f"{text!r} wrote a consent event"
+        assert ledger_length(settings) == events, f"{text!r} wrote a consent event"
         # Rule 5: no reply to anything but HELP (rule 4) while opted out; STOP is not repeated.
         if normalise(text) not in ("help", "info"):
             assert answer == [], f"{text!r} got {answer!r} while opted out"

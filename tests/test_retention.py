@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from storage.ledger import GENESIS, chain_hash, header, subject_key, timestamp
+from tests import database
 from tests.conftest import PHONE
 
 OTHER = "+15555550111"
@@ -32,33 +32,31 @@ def ago(**delta: float) -> str:
     return timestamp(datetime.now(UTC) - timedelta(**delta))
 
 
-def sql(settings, statement: str, *params) -> None:
-    with sqlite3.connect(settings["DATABASE"]) as conn:
-        conn.execute(statement, params)
-
-
 def age_messages(settings, phone: str, days: float) -> None:
-    sql(settings, "UPDATE messages SET created_at = ? WHERE phone = ?", ago(days=days), phone)
+    database.execute(
+        settings, "UPDATE messages SET created_at = ? WHERE phone = ?", ago(days=days), phone
+    )
 
 
 def age_pending(settings, phone: str, **delta: float) -> None:
-    sql(settings, "UPDATE subscriptions SET since = ? WHERE phone = ?", ago(**delta), phone)
+    database.execute(
+        settings, "UPDATE subscriptions SET since = ? WHERE phone = ?", ago(**delta), phone
+    )
 
 
 def age_ledger(settings, phone: str, days: float) -> None:
     """Move one number's ledger events `days` back and re-seal the chain, as if they had
     been appended then (a changed time must be re-chained or `ledger verify` would fail)."""
     at, previous = ago(days=days), GENESIS
-    with sqlite3.connect(settings["DATABASE"]) as conn:
-        rows = conn.execute(
-            "SELECT seq, at, event, subject_key, body_hash FROM ledger ORDER BY seq"
-        ).fetchall()
-        for seq, old_at, event, row_key, digest in rows:
-            when = at if row_key == key(phone) else old_at
-            previous = chain_hash(previous, header(seq, when, event), digest)
-            conn.execute(
-                "UPDATE ledger SET at = ?, chain_hash = ? WHERE seq = ?", (when, previous, seq)
-            )
+    rows = database.rows(
+        settings, "SELECT seq, at, event, subject_key, body_hash FROM ledger ORDER BY seq"
+    )
+    for seq, old_at, event, row_key, digest in rows:
+        when = at if row_key == key(phone) else old_at
+        previous = chain_hash(previous, header(seq, when, event), digest)
+        database.execute(
+            settings, "UPDATE ledger SET at = ?, chain_hash = ? WHERE seq = ?", when, previous, seq
+        )
 
 
 def retention(runner, *flags: str) -> dict[str, int]:
@@ -78,11 +76,6 @@ def verify(runner) -> list[str]:
     result = runner.invoke(args=["ledger", "verify"])
     assert result.exit_code == 0, result.output
     return result.output.splitlines()
-
-
-def dump(settings) -> list[str]:
-    with sqlite3.connect(settings["DATABASE"]) as conn:
-        return list(conn.iterdump())
 
 
 def converse(twilio, phone: str, *texts: str) -> None:
@@ -224,16 +217,16 @@ def backlog(twilio, settings, store) -> dict[str, int]:
 
 
 def test_dry_run_changes_nothing_but_prints_the_same_counts(backlog, runner, settings) -> None:
-    before = dump(settings)
+    before = database.dump(settings)
     assert retention(runner, "--dry-run") == backlog
-    assert dump(settings) == before
+    assert database.dump(settings) == before
     assert retention(runner) == backlog
-    assert dump(settings) != before
+    assert database.dump(settings) != before
 
 
 def test_second_run_finds_nothing_to_do(backlog, runner, settings) -> None:
     assert retention(runner) == backlog
-    after_first = dump(settings)
+    after_first = database.dump(settings)
     assert retention(runner) == {BODIES: 0, EXPIRED: 0, REDACTED: 0}
-    assert dump(settings) == after_first
+    assert database.dump(settings) == after_first
     assert verify(runner)[2] == "3 redacted"

@@ -1,5 +1,6 @@
 """One message, one transaction: crashes roll back, duplicates and numbers are serialised,
-the ledger stays a linear chain without personal data, and a locked database answers 503."""
+the ledger stays a linear chain without personal data, and a locked database answers 503.
+Each test runs on both back ends; a trigger or a lock is made the way each one makes it."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from flows.engine import Inbound, handle
@@ -22,7 +23,8 @@ from flows.keywords import normalise
 from flows.loader import load_flows
 from storage import Store, StoreBusy, open_store
 from storage.ledger import GENESIS, chain_hash, header
-from tests.conftest import AUTH_TOKEN, PHONE, SHIPPED_FLOWS, Twilio, replies
+from tests import database
+from tests.conftest import AUTH_TOKEN, PHONE, SHIPPED_FLOWS, Backend, Twilio, replies
 from tests.live import SECRET_KEY as LIVE_SECRET_KEY
 from tests.live import Gunicorn
 
@@ -31,32 +33,19 @@ VIP = FLOWS.flow("vip")
 TABLES = ("contacts", "subscriptions", "profile", "messages", "ledger")
 
 
-@contextmanager
-def connect(database: str) -> Iterator[sqlite3.Connection]:
-    """A second connection to the app's database file, committed and closed on exit."""
-    conn = sqlite3.connect(database)
-    try:
-        with conn:
-            yield conn
-    finally:
-        conn.close()
+def count(settings, table: str, where: str = "TRUE", *args: object) -> int:
+    return database.count(settings, table, where, *args)
 
 
-def count(database: str, table: str, where: str = "1", *args: object) -> int:
-    with connect(database) as conn:
-        return conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", args).fetchone()[0]
+def inbound_rows(settings, sid: str) -> int:
+    return count(settings, "messages", "direction = 'in' AND sid = ?", sid)
 
 
-def inbound_rows(database: str, sid: str) -> int:
-    return count(database, "messages", "direction = 'in' AND sid = ?", sid)
-
-
-def ledger_rows(database: str) -> list[tuple]:
-    with connect(database) as conn:
-        return conn.execute(
-            "SELECT seq, at, event, subject_key, body, body_hash, chain_hash FROM ledger"
-            " ORDER BY seq"
-        ).fetchall()
+def ledger_rows(settings) -> list[tuple]:
+    return database.rows(
+        settings,
+        "SELECT seq, at, event, subject_key, body, body_hash, chain_hash FROM ledger ORDER BY seq",
+    )
 
 
 def assert_linear_chain(store: Store) -> list[dict]:
@@ -82,43 +71,71 @@ def subject(secret: str, phone: str) -> str:
 # -- a crash mid-message rolls back everything -----------------------------------------------
 
 CRASHES = [
-    pytest.param("BEFORE INSERT ON ledger", id="ledger-append-is-the-last-write"),
-    pytest.param("BEFORE INSERT ON messages WHEN NEW.direction = 'out'", id="reply-log"),
-    pytest.param("BEFORE INSERT ON subscriptions", id="subscription-write"),
+    pytest.param("ledger", None, id="ledger-append-is-the-last-write"),
+    pytest.param("messages", "NEW.direction = 'out'", id="reply-log"),
+    pytest.param("subscriptions", None, id="subscription-write"),
 ]
 
 
-@pytest.mark.parametrize("when", CRASHES)
-def test_crash_mid_message_rolls_back_everything(twilio, settings, when) -> None:
-    database = settings["DATABASE"]
-    with connect(database) as conn:  # the real database fails partway through the write
-        conn.execute(f"CREATE TRIGGER crash {when} BEGIN SELECT RAISE(ABORT, 'boom'); END")
+def create_crash(settings, table: str, condition: str | None) -> None:
+    """A trigger that makes every matching insert into `table` fail with 'boom'."""
+    if settings["DATABASE_URL"]:
+        database.execute(
+            settings,
+            "CREATE FUNCTION crash() RETURNS trigger LANGUAGE plpgsql"
+            " AS $$ BEGIN RAISE EXCEPTION 'boom'; END $$",
+        )
+        when = f" WHEN ({condition})" if condition else ""
+        database.execute(
+            settings,
+            f"CREATE TRIGGER crash BEFORE INSERT ON {table} FOR EACH ROW{when}"
+            " EXECUTE FUNCTION crash()",
+        )
+    else:
+        when = f" WHEN {condition}" if condition else ""
+        database.execute(
+            settings,
+            f"CREATE TRIGGER crash BEFORE INSERT ON {table}{when}"
+            " BEGIN SELECT RAISE(ABORT, 'boom'); END",
+        )
+
+
+def drop_crash(settings, table: str) -> None:
+    on = f" ON {table}" if settings["DATABASE_URL"] else ""
+    database.execute(settings, f"DROP TRIGGER crash{on}")
+
+
+@pytest.mark.parametrize("table,condition", CRASHES)
+def test_crash_mid_message_rolls_back_everything(twilio, settings, table, condition) -> None:
+    create_crash(settings, table, condition)  # the real database fails partway through
     sid = "SM" + "c" * 32
     crashed = twilio.text("JOIN", sid=sid)
     assert crashed.status_code == 500
     text = crashed.get_data(as_text=True)
-    for leak in ("Traceback", "boom", "sqlite", "IntegrityError", AUTH_TOKEN, "test-secret-key"):
+    for leak in (
+        "Traceback", "boom", "sqlite", "psycopg", "IntegrityError", "RaiseException",
+        AUTH_TOKEN, "test-secret-key",
+    ):  # fmt: skip
         assert leak not in text
-    assert {table: count(database, table) for table in TABLES} == dict.fromkeys(TABLES, 0)
+    assert {table: count(settings, table) for table in TABLES} == dict.fromkeys(TABLES, 0)
 
-    with connect(database) as conn:
-        conn.execute("DROP TRIGGER crash")
+    drop_crash(settings, table)
     retried = twilio.text("JOIN", sid=sid)  # Twilio's retry of the same message
     assert retried.status_code == 200
     assert replies(retried) == [VIP.replies.prompt]
-    assert inbound_rows(database, sid) == 1
-    assert count(database, "ledger") == 1
+    assert inbound_rows(settings, sid) == 1
+    assert count(settings, "ledger") == 1
 
 
 # -- duplicates and one number at a time --------------------------------------------------------
 
 
 def test_duplicate_sid_posted_concurrently_is_handled_once(app, settings) -> None:
-    database, sid, senders = settings["DATABASE"], "SM" + "d" * 32, 20
+    sid, senders = "SM" + "d" * 32, 20
     start = threading.Barrier(senders)
 
     def send(_: int) -> tuple[int, bytes]:
-        twilio = Twilio(app.test_client())  # each thread its own client and SQLite connection
+        twilio = Twilio(app.test_client())  # each thread its own client and connection
         start.wait()
         response = twilio.text("JOIN", sid=sid)
         return response.status_code, response.data
@@ -128,20 +145,22 @@ def test_duplicate_sid_posted_concurrently_is_handled_once(app, settings) -> Non
     assert {status for status, _ in answers} == {200}
     assert len({body for _, body in answers}) == 1
     assert [m.text for m in ET.fromstring(answers[0][1]).iter("Message")] == [VIP.replies.prompt]
-    assert inbound_rows(database, sid) == 1
-    assert count(database, "messages", "direction = 'out'") == 1
-    assert count(database, "ledger") == 1
+    assert inbound_rows(settings, sid) == 1
+    assert count(settings, "messages", "direction = 'out'") == 1
+    assert count(settings, "ledger") == 1
 
 
 NUMBERS = ("+15555550111", "+15555550112", "+15555550113")
 SENDERS_PER_NUMBER = 3
 
 
-def test_concurrent_messages_across_processes_keep_the_ledger_linear(tmp_path: Path) -> None:
+def test_concurrent_messages_across_processes_keep_the_ledger_linear(
+    tmp_path: Path, backend: Backend
+) -> None:
     # Four gunicorn workers; three senders per number each text JOIN then YES, all at once.
     jobs = [(phone, n) for phone in NUMBERS for n in range(SENDERS_PER_NUMBER)]
     start = threading.Barrier(len(jobs))
-    with Gunicorn(tmp_path, workers=4) as server:
+    with Gunicorn(tmp_path, workers=4, **backend.env) as server:
 
         def converse(job: tuple[str, int]) -> list[int]:
             phone, n = job
@@ -153,10 +172,9 @@ def test_concurrent_messages_across_processes_keep_the_ledger_linear(tmp_path: P
 
         with ThreadPoolExecutor(len(jobs)) as pool:
             statuses = [s for pair in pool.map(converse, jobs) for s in pair]
-        database = server.database
     assert statuses == [200] * 2 * len(jobs)
 
-    store = open_store(database, LIVE_SECRET_KEY)
+    store = open_store(backend.database, LIVE_SECRET_KEY, url=backend.url)
     accounted = 0
     try:
         bodies = assert_linear_chain(store)
@@ -199,7 +217,7 @@ def test_ledger_never_holds_a_phone_number_or_a_message_body(twilio, settings, s
     sids = {body: "SM" + f"{n:x}".rjust(32, "f") for n, body in enumerate(CONVERSATION)}
     for body, sid in sids.items():
         assert twilio.text(body, phone, sid=sid).status_code == 200, body
-    rows = ledger_rows(settings["DATABASE"])
+    rows = ledger_rows(settings)
     events = [row[2] for row in rows]
     assert events.count("opted_out") == 4 and "opted_in_again" in events  # a full story
     assert_linear_chain(store)  # with several events from one message (STOP ends two flows)
@@ -222,19 +240,41 @@ def test_ledger_never_holds_a_phone_number_or_a_message_body(twilio, settings, s
 # -- a locked database answers 503, and the retry succeeds once ---------------------------------
 
 
+class Lock:
+    """Another connection holding what a message for PHONE must wait for; release() ends it."""
+
+    def __init__(self, settings):
+        if settings["DATABASE_URL"]:
+            # PostgreSQL serialises one number's messages with an advisory lock on the
+            # number (storage/postgres.py): hold PHONE's, as a second worker would.
+            self.holder = psycopg.connect(settings["DATABASE_URL"], autocommit=True)
+            self.holder.execute("BEGIN")
+            self.holder.execute("SELECT pg_advisory_xact_lock(1, hashtext(%s))", (PHONE,))
+        else:
+            # SQLite has one write lock for the file: hold it (BEGIN IMMEDIATE).
+            self.holder = sqlite3.connect(settings["DATABASE"], isolation_level=None)
+            self.holder.execute("BEGIN IMMEDIATE")
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.holder.execute("ROLLBACK")
+            self.held = False
+
+
 @pytest.fixture
-def lock(app, settings):
-    """Another connection holding the write lock (BEGIN IMMEDIATE) on the migrated database."""
-    holder = sqlite3.connect(settings["DATABASE"], isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    yield holder
-    if holder.in_transaction:
-        holder.execute("ROLLBACK")
-    holder.close()
+def lock(app, settings) -> Iterator[Lock]:
+    """The lock held on the migrated database until the test releases it."""
+    held = Lock(settings)
+    yield held
+    held.release()
+    held.holder.close()
 
 
 def test_store_raises_busy_when_locked_past_the_busy_timeout(app, settings, lock) -> None:
-    store = open_store(settings["DATABASE"], settings["SECRET_KEY"], busy_timeout=0.05)
+    store = open_store(
+        settings["DATABASE"], settings["SECRET_KEY"], 0.05, url=settings["DATABASE_URL"]
+    )
     message = Inbound("SM" + "b" * 32, PHONE, "JOIN")
     now = datetime.now(UTC)
 
@@ -244,14 +284,14 @@ def test_store_raises_busy_when_locked_past_the_busy_timeout(app, settings, lock
     try:
         with pytest.raises(StoreBusy):
             store.process(message, decide, now)
-        lock.execute("ROLLBACK")
+        lock.release()
         assert store.process(message, decide, now).replies == (VIP.replies.prompt,)
         again = store.process(message, decide, now)
         assert again.duplicate and again.replies == (VIP.replies.prompt,)
     finally:
         store.close()
-    assert inbound_rows(settings["DATABASE"], message.sid) == 1
-    assert count(settings["DATABASE"], "ledger") == 1
+    assert inbound_rows(settings, message.sid) == 1
+    assert count(settings, "ledger") == 1
 
 
 @pytest.fixture
@@ -264,14 +304,15 @@ def test_sms_answers_503_while_the_database_is_locked(
     short_busy_timeout, twilio, settings, lock
 ) -> None:
     # The lock is held until the answer arrives: longer than the busy timeout by construction.
-    database, sid = settings["DATABASE"], "SM" + "5" * 32
+    sid = "SM" + "5" * 32
     locked = twilio.text("JOIN", sid=sid)
     assert locked.status_code == 503
+    assert locked.headers["Retry-After"] == "1"
     assert "Traceback" not in locked.get_data(as_text=True)
-    lock.execute("ROLLBACK")
-    assert {table: count(database, table) for table in TABLES} == dict.fromkeys(TABLES, 0)
+    lock.release()
+    assert {table: count(settings, table) for table in TABLES} == dict.fromkeys(TABLES, 0)
 
     assert replies(twilio.text("JOIN", sid=sid)) == [VIP.replies.prompt]
     assert replies(twilio.text("JOIN", sid=sid)) == [VIP.replies.prompt]  # replayed, not redone
-    assert inbound_rows(database, sid) == 1
-    assert count(database, "ledger") == 1
+    assert inbound_rows(settings, sid) == 1
+    assert count(settings, "ledger") == 1

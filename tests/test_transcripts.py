@@ -1,4 +1,5 @@
-"""Every transcript in tests/transcripts, through the engine, through storage, and over HTTP."""
+"""Every transcript in tests/transcripts, through the engine, through storage (each back
+end), and over HTTP."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from app import receive
 from flows.contact import NEW, Contact
 from flows.engine import Inbound, handle
 from flows.loader import load_flows
-from storage.sqlite import SQLiteStore
-from tests.conftest import PHONE, SHIPPED_FLOWS
+from storage import open_store
+from tests.conftest import PHONE, SHIPPED_FLOWS, Backend
 from tests.transcript import START, Transcript, parse, render
 
 TRANSCRIPTS = sorted((Path(__file__).parent / "transcripts").glob("*.txt"))
@@ -57,9 +58,9 @@ def test_transcript_through_engine(path: Path, request: pytest.FixtureRequest) -
 
 
 @pytest.mark.parametrize("path", TRANSCRIPTS, ids=lambda p: p.stem)
-def test_transcript_through_storage(path: Path, tmp_path: Path) -> None:
+def test_transcript_through_storage(path: Path, backend: Backend) -> None:
     transcript = parse(path)
-    store = SQLiteStore(str(tmp_path / "t.db"), "test-secret-key")
+    store = open_store(backend.database, "test-secret-key", url=backend.url)
     store.migrate()
     now = START
     for number, turn in enumerate(transcript.turns):

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
+from tests import database
 from tests.conftest import AUTH_TOKEN, BUSINESS_NUMBER, PHONE, PUBLIC_URL, replies, sign
 
 BASE = {
@@ -23,12 +22,9 @@ def without(name: str) -> dict[str, str]:
     return {k: v for k, v in BASE.items() if k != name}
 
 
-def counts(database: str) -> tuple[int, int]:
-    """(messages, ledger rows) straight from the SQLite file."""
-    with sqlite3.connect(database) as conn:
-        messages = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
-        ledger = conn.execute("SELECT count(*) FROM ledger").fetchone()[0]
-    return messages, ledger
+def counts(settings) -> tuple[int, int]:
+    """(messages, ledger rows) straight from the database."""
+    return database.count(settings, "messages"), database.count(settings, "ledger")
 
 
 # (id, form, signature, status, expected text in the body, (messages, ledger rows) after)
@@ -84,7 +80,7 @@ def test_canned_webhook(client, settings, form, signature, status, expected, aft
     response = client.post("/sms", data=form, headers=headers)
     assert response.status_code == status
     assert expected in response.get_data(as_text=True)
-    assert counts(settings["DATABASE"]) == after
+    assert counts(settings) == after
     if status == 200:
         assert response.mimetype == "application/xml"
 
@@ -95,16 +91,16 @@ def test_body_over_64_kib_is_refused(client, settings) -> None:
         "/sms", data=form, headers={"X-Twilio-Signature": sign(PUBLIC_URL + "/sms", form)}
     )
     assert response.status_code == 413
-    assert counts(settings["DATABASE"]) == (0, 0)
+    assert counts(settings) == (0, 0)
 
 
 def test_duplicate_sid_replays_the_first_reply_and_changes_nothing(twilio, settings) -> None:
     first = twilio.text("JOIN", sid="SM" + "d" * 32)
-    after_first = counts(settings["DATABASE"])
+    after_first = counts(settings)
     again = twilio.text("JOIN", sid="SM" + "d" * 32)
     assert again.status_code == 200
     assert replies(again) == replies(first)
-    assert counts(settings["DATABASE"]) == after_first
+    assert counts(settings) == after_first
 
 
 def test_duplicate_sid_with_other_text_still_replays(twilio, store) -> None:

@@ -5,18 +5,17 @@ stopped with SIGTERM, sending over HTTP to the fake Twilio in this test process.
 from __future__ import annotations
 
 import signal
-import sqlite3
 import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
-from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from app import create_app
 from storage.ledger import subject_key
+from tests import database
 from tests.conftest import PHONE, PUBLIC_URL, ROOT
 from tests.live import BOOT_LIMIT, smsbot_env
 from tests.sending import creates, subscribe
@@ -32,9 +31,8 @@ def broadcast(runner, *args: str):
     return runner.invoke(args=["broadcast", *args])
 
 
-def outbox_states(database: str) -> Counter:
-    with closing(sqlite3.connect(database)) as conn:
-        return Counter(state for (state,) in conn.execute("SELECT state FROM outbox"))
+def outbox_states(settings) -> Counter:
+    return Counter(database.column(settings, "SELECT state FROM outbox"))
 
 
 def wait_for(condition: Callable[[], bool], what: str, process: subprocess.Popen) -> None:
@@ -66,8 +64,7 @@ def test_broadcast_queues_one_row_per_current_subscriber_and_reports_left_out(
     # A subscriber whose key is suppressed (put there by hand) is left out at queue time.
     subscribe(twilio, "+15555550166")
     key = subject_key(settings["SECRET_KEY"], "+15555550166")
-    with closing(sqlite3.connect(settings["DATABASE"])) as conn, conn:
-        conn.execute("INSERT INTO suppressions VALUES (?, 'by hand', '2026-01-01')", (key,))
+    database.execute(settings, "INSERT INTO suppressions VALUES (?, 'by hand', '2026-01-01')", key)
 
     result = broadcast(runner, "--flow", "vip", "--text", TEXT)
 
@@ -154,6 +151,7 @@ def worker_env(tmp_path: Path, settings: dict, fake, **overrides: str) -> dict[s
     """The environment of a `flask worker` process on the test's database, sending to `fake`."""
     sending = {
         "DATABASE": str(settings["DATABASE"]),
+        **({"DATABASE_URL": settings["DATABASE_URL"]} if settings["DATABASE_URL"] else {}),
         "SECRET_KEY": str(settings["SECRET_KEY"]),
         "PUBLIC_URL": PUBLIC_URL,
         "TWILIO_API_URL": fake.url,
@@ -211,7 +209,7 @@ def test_worker_killed_mid_batch_sends_every_row_exactly_once_after_restart(
     first.send_signal(signal.SIGKILL)
     first.wait()
     fake_twilio.delay = 0
-    killed_with = outbox_states(settings["DATABASE"])
+    killed_with = outbox_states(settings)
     assert killed_with["sending"] >= 1 and len(fake_twilio.sent()) < len(phones), killed_with
 
     second = subprocess.run(
@@ -226,16 +224,15 @@ def test_worker_killed_mid_batch_sends_every_row_exactly_once_after_restart(
     assert second.returncode == 0, second.stderr
     # Every row the killed worker had claimed was looked up at Twilio before anything else.
     assert f"{killed_with['sending']} reconciled" in second.stdout
-    assert outbox_states(settings["DATABASE"]) == Counter(sent=len(phones))
+    assert outbox_states(settings) == Counter(sent=len(phones))
     per_row = Counter((form["To"], form["Body"]) for form in creates(fake_twilio))
     assert per_row == Counter({(phone, TEXT): 1 for phone in phones})
-    with closing(sqlite3.connect(settings["DATABASE"])) as conn:
-        stored = dict(conn.execute("SELECT phone, sid FROM outbox"))
-        logged = sorted(
-            conn.execute("SELECT sid FROM messages WHERE direction = 'out' AND sid IS NOT NULL")
-        )
+    stored = dict(database.rows(settings, "SELECT phone, sid FROM outbox"))
+    logged = database.column(
+        settings, "SELECT sid FROM messages WHERE direction = 'out' AND sid IS NOT NULL"
+    )
     assert stored == {m["to"]: m["sid"] for m in fake_twilio.sent()}
-    assert logged == sorted((sid,) for sid in stored.values())
+    assert sorted(logged) == sorted(stored.values())
 
 
 def test_worker_exits_cleanly_on_sigterm_when_idle(
@@ -245,9 +242,7 @@ def test_worker_exits_cleanly_on_sigterm_when_idle(
     assert broadcast(runner, "--flow", "vip", "--text", TEXT).exit_code == 0
     process = start_worker(worker_env(tmp_path, settings, fake_twilio))
     processes.append(process)
-    wait_for(
-        lambda: outbox_states(settings["DATABASE"]) == Counter(sent=3), "three rows sent", process
-    )
+    wait_for(lambda: outbox_states(settings) == Counter(sent=3), "three rows sent", process)
 
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=BOOT_LIMIT)
@@ -274,4 +269,4 @@ def test_worker_on_sigterm_settles_the_send_under_way_then_stops(
     assert process.returncode == 0, err
     assert out.strip() == "1 sent"
     assert len(creates(fake_twilio)) == 1
-    assert outbox_states(settings["DATABASE"]) == Counter(sent=1, queued=2)
+    assert outbox_states(settings) == Counter(sent=1, queued=2)
