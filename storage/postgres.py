@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import psycopg
+from psycopg.pq import TransactionStatus
 
 from storage import StoreBusy, StoreUnavailable
 from storage.sql import SQLStore
@@ -81,13 +82,25 @@ def _storable(params: tuple | list) -> list:
 
 
 class _Connection:
-    """A psycopg connection that takes the shared SQL's `?` placeholders."""
+    """A psycopg connection that takes the shared SQL's `?` placeholders, and connects
+    again when the server dropped it while idle (a restart, a failover, an idle timeout)."""
 
-    def __init__(self, raw: psycopg.Connection):
-        self.raw = raw
+    def __init__(self, connect: Callable[[], psycopg.Connection]):
+        self.connect = connect
+        self.raw = connect()
 
     def execute(self, sql: str, params: tuple | list = ()) -> psycopg.Cursor:
-        return self.raw.execute(sql.replace("?", "%s"), _storable(params))
+        sql, params = sql.replace("?", "%s"), _storable(params)
+        idle = self.raw.info.transaction_status == TransactionStatus.IDLE
+        try:
+            return self.raw.execute(sql, params)
+        except psycopg.OperationalError:
+            if not (idle and self.raw.broken):
+                raise
+            # Nothing of a transaction was under way: connect again rather than lose
+            # the message this statement starts handling.
+            self.raw = self.connect()
+            return self.raw.execute(sql, params)
 
     def cursor(self) -> _Connection:
         return self
@@ -120,13 +133,15 @@ class PostgresStore(SQLStore):
         self.busy_timeout = busy_timeout
 
     def _connect(self) -> _Connection:
+        return _Connection(self._open)
+
+    def _open(self) -> psycopg.Connection:
         try:
-            raw = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=5)
         except psycopg.Error as error:
             # libpq quotes a malformed URI whole, password and all: never repeat it.
             reason = " ".join(str(error).split()).replace(self.url, describe(self.url))
             raise StoreUnavailable(f"can't connect to {describe(self.url)}: {reason}") from None
-        return _Connection(raw)
 
     def _conn(self) -> _Connection:
         conn = getattr(self._local, "conn", None)
@@ -139,16 +154,7 @@ class PostgresStore(SQLStore):
         """One transaction; `phone`'s advisory lock makes one number's messages wait for
         each other across every process, and a lock wait past the busy timeout is busy."""
         conn = self._conn()
-        try:
-            conn.execute("BEGIN")
-        except psycopg.OperationalError:
-            if not conn.raw.broken:
-                raise
-            # Dropped while idle (a server restart, an idle timeout): nothing of this
-            # transaction was sent yet, so connect again rather than lose the message.
-            self._local.conn = None
-            conn = self._conn()
-            conn.execute("BEGIN")
+        conn.execute("BEGIN")
         try:
             conn.execute(f"SET LOCAL lock_timeout = '{int(self.busy_timeout * 1000)}ms'")
             if phone is not None:

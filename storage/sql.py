@@ -60,22 +60,37 @@ class SQLStore(SQLRecords, SQLOutbox):
     def process(
         self, message: Inbound, decide: Callable[[Contact], Outcome], now: datetime
     ) -> Processed:
-        """Dedupe, load, decide, save and commit one inbound message in one transaction."""
+        """Dedupe, load, decide, save and commit one inbound message, one number at a time.
+
+        The engine runs before the write lock is taken, on the state read then; inside the
+        lock that state is read again and, in the rare case another message for the number
+        got in first, decided again. The lock is held for reads and writes only."""
+        conn = self._conn()
+        if (replay := self._replay(conn, message.sid)) is not None:
+            return replay
+        before, known = self._load(conn, message.phone)
+        outcome = decide(before)
         with self._write(message.phone) as conn:
-            seen = conn.execute(
-                "SELECT 1 FROM messages WHERE direction = 'in' AND sid = ?", (message.sid,)
-            ).fetchone()
-            if seen:
-                rows = conn.execute(
-                    "SELECT body FROM messages WHERE reply_to = ? AND direction = 'out'"
-                    " ORDER BY id",
-                    (message.sid,),
-                ).fetchall()
-                return Processed(tuple(body for (body,) in rows), duplicate=True)
-            before, known = self._load(conn, message.phone)
-            outcome = decide(before)
+            if (replay := self._replay(conn, message.sid)) is not None:
+                return replay
+            current, known_now = self._load(conn, message.phone)
+            if (current, known_now) != (before, known):
+                before, known, outcome = current, known_now, decide(current)
             self._save(conn, message, before, known, outcome, now)
             return Processed(tuple(r.text for r in outcome.replies))
+
+    def _replay(self, conn: Connection, sid: str) -> Processed | None:
+        """The replies first sent to `sid` (SPEC §5 rule 1), or None if it is new."""
+        # fetchall: a half-read statement would keep SQLite's read snapshot open.
+        if not conn.execute(
+            "SELECT 1 FROM messages WHERE direction = 'in' AND sid = ?", (sid,)
+        ).fetchall():
+            return None
+        rows = conn.execute(
+            "SELECT body FROM messages WHERE reply_to = ? AND direction = 'out' ORDER BY id",
+            (sid,),
+        ).fetchall()
+        return Processed(tuple(body for (body,) in rows), duplicate=True)
 
     def log_unroutable(self, sid: str, sender: str, body: str, now: datetime) -> None:
         """Store a message from a short code or alphanumeric sender; a retry is ignored."""
