@@ -316,3 +316,27 @@ def test_sms_answers_503_while_the_database_is_locked(
     assert replies(twilio.text("JOIN", sid=sid)) == [VIP.replies.prompt]  # replayed, not redone
     assert inbound_rows(settings, sid) == 1
     assert count(settings, "ledger") == 1
+
+
+def test_a_message_decided_on_state_that_changed_before_the_lock_is_decided_again(store) -> None:
+    # The engine runs before the write lock is taken. Here another message for the same
+    # number (JOIN) commits in between: the YES must be decided again on the new state.
+    now = datetime.now(UTC)
+    join = Inbound("SM" + "1" * 32, PHONE, "JOIN")
+    yes = Inbound("SM" + "2" * 32, PHONE, "YES")
+    calls = []
+
+    def decide_yes(contact):
+        if not calls:
+            store.process(join, lambda c: handle(join, c, FLOWS, now), now)
+        calls.append(contact)
+        return handle(yes, contact, FLOWS, now)
+
+    processed = store.process(yes, decide_yes, now)
+    vip = FLOWS.flow("vip")
+    assert processed.replies == (vip.replies.welcome, vip.questions[0].ask)
+    assert [c.subscription("vip").state if c.subscription("vip") else "new" for c in calls] == [
+        "new",
+        "pending",
+    ]
+    assert [row.event for row in store.ledger()] == ["requested", "confirmed"]
