@@ -179,6 +179,9 @@ class PostgresStore(SQLStore):
 
     def migrate(self) -> None:
         """Apply pending schema steps, under a lock so two starting processes can't race."""
+        # Look first, without locks: a booting worker with nothing to migrate takes none.
+        if self._applied(self._conn()) >= {name for name, _ in MIGRATIONS}:
+            return
         with self._write() as conn:
             conn.execute(f"SELECT pg_advisory_xact_lock({_MIGRATIONS}, 0)")
             conn.execute(
@@ -190,6 +193,13 @@ class PostgresStore(SQLStore):
                 if name not in applied:
                     conn.raw.execute(sql)
                     conn.execute("INSERT INTO schema_migrations (name) VALUES (?)", (name,))
+
+    @staticmethod
+    def _applied(conn: _Connection) -> set[str]:
+        exists = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0]
+        if exists is None:
+            return set()
+        return {name for (name,) in conn.execute("SELECT name FROM schema_migrations")}
 
     def ping(self) -> bool:
         """True when the database answers a query."""

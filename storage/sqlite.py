@@ -56,6 +56,11 @@ class SQLiteStore(SQLStore):
 
     def migrate(self) -> None:
         """Apply pending migrations, holding the write lock so two processes can't race."""
+        # Look first, without the lock: a worker (re)booting while another process holds
+        # the write lock (a long import, a sqlite3 shell) must not fail to start when
+        # there is nothing to migrate; gunicorn halts the whole server on a failed boot.
+        if not migrations.pending(Database(self._conn())):
+            return
         with self._write() as conn:
             migrations.apply(Database(conn))
 
