@@ -55,7 +55,7 @@ _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 def _settings(app: Flask, config: Mapping[str, object] | None) -> None:
     app.config.update(DEFAULTS)
     # Raw strings (not Flask's default JSON decoding): a token such as "1e51234" must stay
-    # text, not become a float; _coerce gives each setting its type below.
+    # text, not become a float; settings.check gives each setting its type.
     app.config.from_prefixed_env("SMSBOT", loads=str)
     if app.config.get("DATABASE_URL") is None and os.environ.get("DATABASE_URL"):
         app.config["DATABASE_URL"] = os.environ["DATABASE_URL"]  # Heroku's add-on sets this
