@@ -7,16 +7,10 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-from bench.faults import (
-    Client,
-    DrillResult,
-    check_storage,
-    drill_duplicate_sid,
-    drill_held_lock,
-    drill_kill_workers,
-    serve,
-    webhooks,
-)
+from bench.audit import DrillResult, check_storage
+from bench.client import Client, webhooks
+from bench.faults import drill_duplicate_sid, drill_held_lock, drill_kill_workers
+from bench.server import serve
 from bench.workload import BUSINESS
 from tests.conftest import Backend
 
