@@ -96,7 +96,9 @@ def register_commands(app) -> None:
         """Recompute the hash chain; exit 1 naming the first bad event."""
         if head_seen is not None and not _HEAD.fullmatch(head_seen):
             raise click.BadParameter("expected SEQ:HASH, e.g. 42:9f86…", param_hint="--head")
-        result = verify(_store(app).ledger(), _redactable_before(app, datetime.now(UTC)), head_seen)
+        result = verify(
+            _store(app).iter_ledger(), _redactable_before(app, datetime.now(UTC)), head_seen
+        )
         if not result.ok:
             click.echo(f"FAILED: {result.problem}", err=True)
             sys.exit(1)
@@ -267,7 +269,7 @@ def register_commands(app) -> None:
         rows, messages = store.ledger_for(key), store.messages(number)
         # The whole chain, read after the rows so it covers every event shown, with the
         # same retention cutoff as `ledger verify`, so the two never disagree.
-        chain = verify(store.ledger(), _redactable_before(app, now))
+        chain = verify(store.iter_ledger(), _redactable_before(app, now))
         packet = build_packet(number, store.contact(number), rows, messages, chain, now, key=key)
         if not chain.ok:
             # The packet is still printed: it is the evidence of the break.

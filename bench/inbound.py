@@ -46,16 +46,31 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def serve(command: str, env: dict[str, str], port: int) -> subprocess.Popen:
-    """Start a gunicorn command line and wait until it accepts connections."""
-    process = subprocess.Popen(
-        ["sh", "-c", f"exec {command}"],
-        cwd=ROOT,
-        env={**os.environ, **env, "PORT": str(port)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+def smsbot_env(database: Path, port: int, home: str) -> dict[str, str]:
+    """smsbot's settings for a benchmark server on `port` keeping `database`."""
+    return {
+        "SMSBOT_DATABASE": str(database),
+        "SMSBOT_TWILIO_AUTH_TOKEN": TOKEN,
+        "SMSBOT_SECRET_KEY": "bench",
+        "SMSBOT_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "HOME": home,
+    }
+
+
+def serve(
+    command: str, env: dict[str, str], port: int, log: Path | None = None
+) -> subprocess.Popen:
+    """Start a gunicorn command line and wait until it accepts connections; its error log
+    (stderr) goes to `log` when given."""
+    with open(log or os.devnull, "ab") as errors:
+        process = subprocess.Popen(
+            ["sh", "-c", f"exec {command}"],
+            cwd=ROOT,
+            env={**os.environ, **env, "PORT": str(port)},
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -114,13 +129,7 @@ def main() -> None:
         scratch = Path(tmp)
         ports = {"baseline": free_port(), "smsbot": free_port()}
         envs = {
-            "smsbot": {
-                "SMSBOT_DATABASE": str(scratch / "smsbot.db"),
-                "SMSBOT_TWILIO_AUTH_TOKEN": TOKEN,
-                "SMSBOT_SECRET_KEY": "bench",
-                "SMSBOT_PUBLIC_URL": f"http://127.0.0.1:{ports['smsbot']}",
-                "HOME": tmp,
-            },
+            "smsbot": smsbot_env(scratch / "smsbot.db", ports["smsbot"], tmp),
             "baseline": {
                 "BASELINE_DATABASE": str(scratch / "baseline.db"),
                 "BASELINE_TOKEN": TOKEN,
@@ -157,22 +166,31 @@ def main() -> None:
         for concurrency in args.concurrency:
             ratio = results["smsbot", concurrency]["rps"] / results["baseline", concurrency]["rps"]
             print(f"smsbot/baseline at concurrency {concurrency}: {ratio:.2f}")
-        with sqlite3.connect(scratch / "smsbot.db") as conn:
-            kept = {
-                sid for (sid,) in conn.execute("SELECT sid FROM messages WHERE direction = 'in'")
-            }
-        missing = answered - kept
-        print(f"answered messages stored: {len(answered) - len(missing):,} of {len(answered):,}")
-        for sid in sorted(missing):
-            print(f"  missing: {sid}")
-        verify = subprocess.run(
-            ["flask", "ledger", "verify"],
-            cwd=ROOT,
-            env={**os.environ, **envs["smsbot"]},
-            capture_output=True,
-            text=True,
-        )
-        print("ledger verify:", " / ".join(verify.stdout.split("\n")[:1]) or verify.stderr.strip())
+        check_stored(scratch / "smsbot.db", answered)
+        print("ledger verify:", verify_ledger(envs["smsbot"]))
+
+
+def check_stored(database: Path, answered: set[str]) -> None:
+    """Print how many of the answered MessageSids are in the database, and any missing."""
+    with sqlite3.connect(database) as conn:
+        kept = {sid for (sid,) in conn.execute("SELECT sid FROM messages WHERE direction = 'in'")}
+    missing = answered - kept
+    print(f"answered messages stored: {len(answered) - len(missing):,} of {len(answered):,}")
+    for sid in sorted(missing):
+        print(f"  missing: {sid}")
+
+
+def verify_ledger(env: dict[str, str]) -> str:
+    """`flask ledger verify` on the benchmark's database: its first line, or its error."""
+    verify = subprocess.run(
+        ["flask", "ledger", "verify"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=900,  # it reads the whole ledger: about a minute per 2 million events
+    )
+    return " / ".join(verify.stdout.split("\n")[:1]) or verify.stderr.strip()
 
 
 if __name__ == "__main__":

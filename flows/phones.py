@@ -7,7 +7,9 @@ from functools import lru_cache
 import phonenumbers
 
 
-@lru_cache(maxsize=65536)  # phonenumbers parsing is slow next to the rest of a webhook
+# phonenumbers parsing is slow next to the rest of a webhook; a conversation's messages
+# come from a few thousand recent numbers, and a small cache keeps worker memory flat.
+@lru_cache(maxsize=4096)
 def to_e164(text: str, region: str | None = None) -> str | None:
     """The E.164 form of `text`, or None when it is not a possible phone number.
 

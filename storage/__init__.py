@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -89,6 +89,9 @@ class Store(Protocol):
 
     def ledger(self) -> list[LedgerRow]:
         """Every ledger row, in sequence order."""
+
+    def iter_ledger(self, page: int = 10_000) -> Iterator[LedgerRow]:
+        """Every ledger row in sequence order, a page at a time."""
 
     def ledger_for(self, key: str) -> list[LedgerRow]:
         """The ledger rows of one number key, in sequence order."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
@@ -241,13 +241,24 @@ class SQLStore(SQLRecords, SQLOutbox):
 
     def ledger(self) -> list[LedgerRow]:
         """Every ledger row, in sequence order."""
-        rows = self._conn().execute(
-            "SELECT seq, at, event, body, body_hash, chain_hash FROM ledger ORDER BY seq"
-        )
-        return [
-            LedgerRow(seq, at, event, json.loads(body) if body else None, bh, ch)
-            for seq, at, event, body, bh, ch in rows
-        ]
+        return list(self.iter_ledger())
+
+    def iter_ledger(self, page: int = 10_000) -> Iterator[LedgerRow]:
+        """Every ledger row in sequence order, read a page at a time: `ledger verify` on
+        millions of events holds one page in memory, not the whole chain."""
+        after = 0
+        while (
+            rows := self._conn()
+            .execute(
+                "SELECT seq, at, event, body, body_hash, chain_hash FROM ledger WHERE seq > ?"
+                " ORDER BY seq LIMIT ?",
+                (after, page),
+            )
+            .fetchall()
+        ):
+            for seq, at, event, body, bh, ch in rows:
+                yield LedgerRow(seq, at, event, json.loads(body) if body else None, bh, ch)
+            after = rows[-1][0]
 
     def close(self) -> None:
         """Close this thread's connection."""
