@@ -65,10 +65,8 @@ class SQLStore(SQLRecords, SQLOutbox):
         The engine runs before the write lock is taken, on the state read then; inside the
         lock that state is read again and, in the rare case another message for the number
         got in first, decided again. The lock is held for reads and writes only."""
-        conn = self._conn()
-        if (replay := self._replay(conn, message.sid)) is not None:
-            return replay
-        before, known = self._load(conn, message.phone)
+        # Duplicates are rare (Twilio retries): they are caught inside the lock only.
+        before, known = self._load(self._conn(), message.phone)
         outcome = decide(before)
         with self._write(message.phone) as conn:
             if (replay := self._replay(conn, message.sid)) is not None:
