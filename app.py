@@ -6,10 +6,9 @@ from __future__ import annotations
 import hmac
 import logging
 import os
-import re
 import tempfile
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import lru_cache
 
 import click
@@ -31,6 +30,7 @@ from flows.machine import machine_for
 from flows.model import FlowError, FlowSet
 from flows.outcome import Inbound
 from flows.phones import to_e164
+from flows.times import parse_duration
 from outbox import OPTED_OUT_AT_CARRIER, carrier_opt_out
 from settings import DEFAULTS, SettingsError, check
 from storage import Processed, Store, StoreBusy, StoreUnavailable, open_store
@@ -48,8 +48,6 @@ OPTIN_STATUS = {
     "opted_out": 409,
     "too_soon": 429,
 }
-_CLOCK_STEP = re.compile(r"@(\d+)([mhd])")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
 
 def _settings(app: Flask, config: Mapping[str, object] | None) -> None:
@@ -292,8 +290,9 @@ def simulate_cli(sender: str, start: str | None, texts: tuple[str, ...]) -> None
         store, flows = app.extensions["smsbot.store"], app.extensions["smsbot.flows"]
         try:
             for number, text in enumerate(texts, start=1):
-                if step := _CLOCK_STEP.fullmatch(text.strip()):
-                    now += timedelta(**{_UNITS[step[2]]: int(step[1])})
+                step = parse_duration(text.strip()[1:]) if text.strip().startswith("@") else None
+                if step is not None:
+                    now += step
                     continue
                 click.echo(f"> {text}")
                 message = Inbound(sid=f"SIM{number:031d}", phone=phone, body=text)

@@ -22,6 +22,7 @@ from flows.outcome import ConsentEvent
 from flows.phones import to_e164
 from flows.schedule import parse_quiet_hours
 from flows.subscribers import read_subscribers
+from flows.times import parse_instant
 from outbox import API_TIMEOUT, Worker, twilio_client
 from settings import DEFAULTS
 from storage import Store, StoreBusy
@@ -50,10 +51,9 @@ def parse_time(value: str | None) -> datetime:
     if not value:
         return datetime.now(UTC)
     try:
-        moment = datetime.fromisoformat(value)
+        return parse_instant(value)
     except ValueError:
         raise click.BadParameter(f"not an ISO-8601 time: {value!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @click.group("flows")

@@ -10,6 +10,7 @@ from flows.fields import Fields, kind
 from flows.lint import lint_frequency, lint_length, lint_prompt, lint_welcome
 from flows.model import Flow, Frequency, Gateway, Problem, Replies
 from flows.questions import read_questions
+from flows.times import DURATION, parse_duration
 
 FLOW_KEYS = (
     "flow",
@@ -26,8 +27,6 @@ FLOW_KEYS = (
 REPLY_KEYS = ("prompt", "welcome", "already_subscribed", "expired", "help", "done")
 MATCHES = ("only_word", "first_word")
 
-_DURATION = re.compile(r"(\d+)([mhd])")
-_DURATION_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
 _FREQUENCY = re.compile(r"(\d+)/(day|week|month)")
 _WINDOWS = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=30)}
 
@@ -53,7 +52,7 @@ def read_flow(
     program = fields.text("program", brand)
     double_opt_in = fields.flag("double_opt_in", True)
     confirm_words = claim_confirm_words(fields, gateway, claims, owner)
-    confirm_within = _pattern(fields, "confirm_within", "24h", _DURATION, _DURATION_EXPECTED)
+    confirm_within = _pattern(fields, "confirm_within", "24h", DURATION, _DURATION_EXPECTED)
     frequency = _frequency(fields)
     replies = _replies(fields, program or brand, keywords, double_opt_in, gateway)
     questions = read_questions(fields)
@@ -63,7 +62,6 @@ def read_flow(
         problems += lint_frequency(file, frequency, getattr(replies, reply), reply)
     if any(p.severity == "error" for p in problems[first:]):
         return None
-    number, unit = confirm_within.groups()
     return Flow(
         id=flow_id,
         keywords=keywords,
@@ -71,7 +69,7 @@ def read_flow(
         program=program,
         double_opt_in=double_opt_in,
         confirm_words=confirm_words,
-        confirm_within=int(number) * _DURATION_UNITS[unit],
+        confirm_within=parse_duration(confirm_within[0]),
         frequency=frequency,
         replies=replies,
         questions=questions,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from flows.phones import to_e164
+from flows.times import parse_instant
 
 COLUMNS = ("phone", "consented_at", "consent_text")
 
@@ -38,8 +39,7 @@ def read_subscribers(
         phone = to_e164((row["phone"] or "").strip(), region)
         text = (row["consent_text"] or "").strip()
         try:
-            when = datetime.fromisoformat((row["consented_at"] or "").strip())
-            when = when if when.tzinfo else when.replace(tzinfo=UTC)
+            when = parse_instant(row["consented_at"] or "")
         except ValueError:
             when = None
         if phone is None:

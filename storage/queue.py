@@ -102,10 +102,7 @@ class SQLOutbox:
     def _settle_due(self, conn, row: OutboxRow, worker: str, at: str, now, decide) -> bool:
         """Claim, hold or cancel one due row; True when it was claimed to send."""
         contact = self._load(conn, row.phone)[0]
-        key = subject_key(self.secret_key, row.phone)
-        suppressed = conn.execute(
-            "SELECT 1 FROM suppressions WHERE subject_key = ?", (key,)
-        ).fetchone()
+        suppressed = self.suppressed(subject_key(self.secret_key, row.phone), conn)
         # Broadcasts in flight count toward the cap too: several due rows of one number
         # must not all pass the check before any of them is sent.
         recent = [
@@ -117,7 +114,7 @@ class SQLOutbox:
                 (row.phone, row.flow, timestamp(now - _LONGEST_CAP_WINDOW)),
             )
         ]
-        action, until, reason = decide(row, contact, bool(suppressed), recent)
+        action, until, reason = decide(row, contact, suppressed, recent)
         if action == "send":
             conn.execute(
                 "UPDATE outbox SET state = 'sending', claimed_by = ?, claimed_at = ?,"
@@ -223,7 +220,7 @@ class SQLOutbox:
         Returns pending, subscribed, suppressed, opted_out or too_soon."""
         at, key = timestamp(now), subject_key(self.secret_key, phone)
         with self._write(phone) as conn:
-            if conn.execute("SELECT 1 FROM suppressions WHERE subject_key = ?", (key,)).fetchone():
+            if self.suppressed(key, conn):
                 return "suppressed"
             before, known = self._load(conn, phone)
             if before.opted_out:

@@ -27,10 +27,15 @@ class SQLRecords:
         )
         return [LedgerRow(q, at, e, json.loads(b), bh, ch) for q, at, e, b, bh, ch in rows]
 
-    def suppressed(self, key: str) -> bool:
-        """True when the number key is on the suppression list."""
-        row = self._conn().execute("SELECT 1 FROM suppressions WHERE subject_key = ?", (key,))
-        return row.fetchone() is not None
+    def suppressed(self, key: str, conn=None) -> bool:
+        """True when the number key is on the suppression list (read on `conn`, inside a
+        caller's transaction, when given)."""
+        found = (
+            (conn or self._conn())
+            .execute("SELECT 1 FROM suppressions WHERE subject_key = ?", (key,))
+            .fetchall()
+        )
+        return bool(found)
 
     def export(self, phone: str) -> dict:
         """Everything held about one number (GDPR art. 15 and 20), as plain data."""
@@ -173,7 +178,7 @@ class SQLRecords:
         (of the number or this flow) or already in the flow. Returns what happened."""
         key = subject_key(self.secret_key, phone)
         with self._write(phone) as conn:
-            if conn.execute("SELECT 1 FROM suppressions WHERE subject_key = ?", (key,)).fetchone():
+            if self.suppressed(key, conn):
                 return SUPPRESSED
             before, known = self._load(conn, phone)
             current = before.subscription(flow)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,25 +13,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.inbound import free_port, web_line
 from tests.conftest import AUTH_TOKEN, BUSINESS_NUMBER, ROOT, SHIPPED_FLOWS, sign
 
 SECRET_KEY = "live-test-secret-key"
 BOOT_LIMIT = 30.0  # seconds gunicorn gets to answer /healthz or to exit; a bound, not a check
-
-
-def procfile_command(process: str) -> str:
-    """The shell command of one Procfile process type (`web`, `release`, `worker`)."""
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        name, _, command = line.partition(":")
-        if name.strip() == process:
-            return command.strip()
-    raise LookupError(f"no {process}: line in the Procfile")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def smsbot_env(tmp_path: Path, **settings: str) -> dict[str, str]:
@@ -83,7 +68,7 @@ class Gunicorn:
             # arbiter, so its exit status is ours to read. start_new_session: gunicorn and
             # its workers form one process group, which only we end.
             self.process = subprocess.Popen(
-                ["sh", "-c", "exec " + procfile_command("web")],
+                ["sh", "-c", "exec " + web_line()],
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from flows.times import parse_duration
+
 START = datetime(2026, 1, 5, 15, 0, tzinfo=UTC)
 NO_REPLY = "- no reply"
 _INBOUND = re.compile(r">(?:\[OptOutType=(\w+)\])? ?(.*)")
-_CLOCK = re.compile(r"@(\d+)([mhd])")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
 
 @dataclass
@@ -57,8 +57,9 @@ def parse(path: Path) -> Transcript:
         if line.startswith("#"):
             via_http = via_http or line.strip() == "# via: http"
             continue
-        if step := _CLOCK.fullmatch(line.strip()):
-            pending_step += timedelta(**{_UNITS[step[2]]: int(step[1])})
+        step = parse_duration(line.strip()[1:]) if line.strip().startswith("@") else None
+        if step is not None:
+            pending_step += step
         elif inbound := _INBOUND.fullmatch(line):
             turns.append(Turn(inbound[2], inbound[1] or "", advance=pending_step))
             pending_step = timedelta()
