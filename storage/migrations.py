@@ -149,3 +149,11 @@ def create_outbox(db: Database) -> None:
 def add_subscriptions_changed(db: Database) -> None:
     """A per-number change counter: the order subscriptions changed, on any back end."""
     db["subscriptions"].add_column("changed", int, not_null_default=0)
+
+
+@migrations()
+def drop_unread_indexes(db: Database) -> None:
+    """Indexes no query reads, which every inbound message paid to write: a replay finds
+    its replies through the number's messages, and contacts are never looked up by key."""
+    db.execute("DROP INDEX idx_messages_reply_to")
+    db.execute("DROP INDEX idx_contacts_subject_key")

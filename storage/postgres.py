@@ -72,6 +72,11 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         " CREATE INDEX outbox_sent ON outbox (phone, flow, kind, finished_at);"
         " CREATE INDEX outbox_sid ON outbox (sid)",
     ),
+    (
+        "drop_unread_indexes",
+        "DROP INDEX messages_reply_to;"
+        " ALTER TABLE contacts DROP CONSTRAINT contacts_subject_key_key",
+    ),
 )
 
 

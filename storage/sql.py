@@ -80,13 +80,16 @@ class SQLStore(SQLRecords, SQLOutbox):
     def _replay(self, conn: Connection, sid: str) -> Processed | None:
         """The replies first sent to `sid` (SPEC §5 rule 1), or None if it is new."""
         # fetchall: a half-read statement would keep SQLite's read snapshot open.
-        if not conn.execute(
-            "SELECT 1 FROM messages WHERE direction = 'in' AND sid = ?", (sid,)
-        ).fetchall():
+        found = conn.execute(
+            "SELECT id, phone FROM messages WHERE direction = 'in' AND sid = ?", (sid,)
+        ).fetchall()
+        if not found:
             return None
+        # Its replies are the number's messages after it: no index on reply_to to keep up.
         rows = conn.execute(
-            "SELECT body FROM messages WHERE reply_to = ? AND direction = 'out' ORDER BY id",
-            (sid,),
+            "SELECT body FROM messages WHERE phone = ? AND id > ? AND reply_to = ?"
+            " AND direction = 'out' ORDER BY id",
+            (found[0][1], found[0][0], sid),
         ).fetchall()
         return Processed(tuple(body for (body,) in rows), duplicate=True)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -35,6 +37,11 @@ class SQLiteStore(SQLStore):
         conn.execute("PRAGMA foreign_keys=ON")
         # GDPR art. 17: erased numbers must not linger in free pages of the file.
         conn.execute("PRAGMA secure_delete=ON")
+        # Each connection queues for the write lock through its own open file (see _turn);
+        # one inherited across a fork is closed, or it would outlive its process's lock.
+        if (inherited := getattr(self._local, "lock", None)) is not None:
+            os.close(inherited)
+        self._local.lock = os.open(self.path + "-writer", os.O_RDWR | os.O_CREAT, 0o600)
         return conn
 
     @contextmanager
@@ -43,16 +50,41 @@ class SQLiteStore(SQLStore):
         so the reads inside see the state the writes change: every number is serialised,
         and the ledger chain with it."""
         conn = self._conn()
+        with self._turn():
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as error:
+                raise StoreBusy(str(error)) from error
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        """Wait for this connection's turn to write, queued on a lock file by the database.
+
+        SQLite's busy handler sleeps 1, 2, 5 ... ms between tries, so a writer that finds
+        the lock taken idles long after a 0.2 ms transaction has ended. This store's writers
+        queue on flock(2) first, trying again every 0.1 ms for up to the busy timeout;
+        SQLite's own lock still guards the data, from other programs too. The kernel
+        releases the lock of a process that dies."""
+        lock, deadline = self._local.lock, None
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                deadline = deadline or time.monotonic() + self.busy_timeout
+                if time.monotonic() > deadline:
+                    raise StoreBusy("another writer held the database too long") from None
+                time.sleep(0.0001)
         try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as error:
-            raise StoreBusy(str(error)) from error
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
     def migrate(self) -> None:
         """Apply pending migrations, holding the write lock so two processes can't race."""
@@ -70,6 +102,13 @@ class SQLiteStore(SQLStore):
         busy, _, _ = self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         if busy:
             raise StoreBusy("another connection is reading: the WAL could not be cleared")
+
+    def close(self) -> None:
+        """Close this thread's connection and its lock file."""
+        super().close()
+        if (lock := getattr(self._local, "lock", None)) is not None:
+            os.close(lock)
+            self._local.lock = None
 
     def ping(self) -> bool:
         """True when the database answers a query."""

@@ -8,6 +8,8 @@ import hashlib
 import hmac
 import json
 import sqlite3
+import subprocess
+import sys
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -340,3 +342,51 @@ def test_a_message_decided_on_state_that_changed_before_the_lock_is_decided_agai
         "pending",
     ]
     assert [row.event for row in store.ledger()] == ["requested", "confirmed"]
+
+
+def _join(store: Store, sid: str) -> tuple[str, ...]:
+    now = datetime.now(UTC)
+    message = Inbound(sid, PHONE, "JOIN")
+    return store.process(message, lambda contact: handle(message, contact, FLOWS, now), now).replies
+
+
+@pytest.mark.sqlite_only("the queue of SQLite writers on a lock file")
+def test_a_writer_waiting_its_turn_past_the_busy_timeout_gets_busy(settings, store) -> None:
+    # Another smsbot writer (a long import, a stuck process) has the turn: this one waits
+    # only the busy timeout, then answers busy (503), and writes nothing.
+    waiting = open_store(settings["DATABASE"], settings["SECRET_KEY"], 0.05)
+    try:
+        with store._write(), pytest.raises(StoreBusy, match="another writer"):
+            _join(waiting, "SM" + "q" * 32)
+        assert _join(waiting, "SM" + "r" * 32) == (VIP.replies.prompt,)
+    finally:
+        waiting.close()
+    assert count(settings, "messages", "direction = 'in'") == 1
+
+
+@pytest.mark.sqlite_only("the queue of SQLite writers on a lock file")
+def test_a_writer_killed_while_holding_its_turn_does_not_block_the_others(settings, store) -> None:
+    _join(store, "SM" + "s" * 32)  # migrated, and the lock file made
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_TURN, settings["DATABASE"] + "-writer"],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout.readline() == b"holding\n"
+        blocked = open_store(settings["DATABASE"], settings["SECRET_KEY"], 0.05)
+        with pytest.raises(StoreBusy):
+            _join(blocked, "SM" + "t" * 32)
+        blocked.close()
+    finally:
+        holder.kill()  # SIGKILL: no chance to unlock
+        holder.wait()
+    assert _join(store, "SM" + "t" * 32) == (VIP.replies.prompt,)
+
+
+HOLD_TURN = """
+import fcntl, os, sys, time
+lock = os.open(sys.argv[1], os.O_RDWR)
+fcntl.flock(lock, fcntl.LOCK_EX)
+print("holding", flush=True)
+time.sleep(60)
+"""
