@@ -54,21 +54,20 @@ def words(normalised: str) -> tuple[str, ...]:
     return tuple(_WORD.findall(normalised))
 
 
-def contains_phrase(text_words: tuple[str, ...], phrase: tuple[str, ...]) -> bool:
-    """True when `phrase` stands in `text_words` as consecutive whole words."""
-    n = len(phrase)
-    if n == 0:
-        return False
-    return any(text_words[i : i + n] == phrase for i in range(len(text_words) - n + 1))
-
-
 @cache
-def _phrase_words(phrases: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
-    # The gateway's phrases are fixed for the life of the process: split them once.
-    return tuple(words(normalise(p)) for p in phrases)
+def _phrase_index(phrases: tuple[str, ...]) -> tuple[frozenset[tuple[str, ...]], tuple[int, ...]]:
+    """The phrases as word tuples, and their lengths; built once per set of phrases (the
+    gateway's are fixed for the life of the process)."""
+    split = frozenset(w for p in phrases if (w := words(normalise(p))))
+    return split, tuple(sorted({len(w) for w in split}))
 
 
-_OPT_OUT_WORDS_SPLIT = tuple(words(w) for w in OPT_OUT_WORDS)
+def contains_phrase(text_words: tuple[str, ...], phrases: tuple[str, ...]) -> bool:
+    """True when one of `phrases` stands in `text_words` as consecutive whole words."""
+    split, lengths = _phrase_index(phrases)
+    return any(
+        text_words[i : i + n] in split for n in lengths for i in range(len(text_words) - n + 1)
+    )
 
 
 def is_opt_out(normalised: str, phrases: tuple[str, ...] = ()) -> bool:
@@ -76,11 +75,11 @@ def is_opt_out(normalised: str, phrases: tuple[str, ...] = ()) -> bool:
     if normalised in OPT_OUT_WORDS:
         return True
     text_words = words(normalised)
-    if any(contains_phrase(text_words, phrase) for phrase in _phrase_words(phrases)):
+    if contains_phrase(text_words, phrases):
         return True
-    if len(normalised.split()) <= SHORT_MESSAGE_WORDS:
-        return any(contains_phrase(text_words, w) for w in _OPT_OUT_WORDS_SPLIT)
-    return False
+    return len(normalised.split()) <= SHORT_MESSAGE_WORDS and contains_phrase(
+        text_words, OPT_OUT_WORDS
+    )
 
 
 def is_start(normalised: str) -> bool:
