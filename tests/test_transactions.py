@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import sqlite3
 import subprocess
@@ -390,3 +391,20 @@ fcntl.flock(lock, fcntl.LOCK_EX)
 print("holding", flush=True)
 time.sleep(60)
 """
+
+
+@pytest.mark.sqlite_only("SQLite's write-ahead log")
+def test_the_wal_is_copied_back_once_it_passes_its_limit(settings, store, monkeypatch) -> None:
+    # Checkpoints run after a writer's turn (not inside COMMIT, where the next writer
+    # would wait for them): the log must still be copied back and start over.
+    monkeypatch.setattr("storage.sqlite.CHECKPOINT_BYTES", 64 * 1024)
+    wal = Path(settings["DATABASE"] + "-wal")
+    sizes, now = [], datetime.now(UTC)
+    for n in range(60):
+        message = Inbound(f"SM{n:032d}", f"+1202555{n:04d}", "JOIN")
+        store.process(message, lambda contact, m=message: handle(m, contact, FLOWS, now), now)
+        sizes.append(wal.stat().st_size)
+    assert max(sizes) < 64 * 1024 + 32 * 4096  # the limit, plus one message's pages
+    assert min(sizes[10:]) < 16 * 4096  # restarted from the beginning, more than once
+    assert sum(1 for a, b in itertools.pairwise(sizes) if b < a) >= 2
+    assert count(settings, "messages", "direction = 'in'") == 60
