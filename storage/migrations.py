@@ -157,3 +157,38 @@ def drop_unread_indexes(db: Database) -> None:
     its replies through the number's messages, and contacts are never looked up by key."""
     db.execute("DROP INDEX idx_messages_reply_to")
     db.execute("DROP INDEX idx_contacts_subject_key")
+
+
+@migrations()
+def cluster_by_number(db: Database) -> None:
+    """contacts, subscriptions and profile kept in primary-key order (WITHOUT ROWID): a
+    number's rows are one b-tree lookup, not an index and then the table, on every message.
+
+    Rebuilt the way SQLite documents for schema changes: new tables whose foreign keys
+    point at the new contacts, data copied, old tables dropped children first, renames
+    (which carry the foreign keys over to the final names)."""
+    for statement in (
+        "CREATE TABLE contacts_new (phone TEXT NOT NULL PRIMARY KEY,"
+        " subject_key TEXT NOT NULL, opted_out INTEGER NOT NULL, restorable TEXT NOT NULL,"
+        " created_at TEXT NOT NULL, updated_at TEXT NOT NULL) WITHOUT ROWID",
+        "CREATE TABLE subscriptions_new (phone TEXT NOT NULL REFERENCES contacts_new (phone),"
+        " flow TEXT NOT NULL, state TEXT NOT NULL, since TEXT NOT NULL, question INTEGER,"
+        " updated_at TEXT NOT NULL, changed INTEGER NOT NULL DEFAULT 0,"
+        " PRIMARY KEY (phone, flow)) WITHOUT ROWID",
+        "CREATE TABLE profile_new (phone TEXT NOT NULL REFERENCES contacts_new (phone),"
+        " field TEXT NOT NULL, value TEXT NOT NULL, updated_at TEXT NOT NULL,"
+        " PRIMARY KEY (phone, field)) WITHOUT ROWID",
+        "INSERT INTO contacts_new SELECT phone, subject_key, opted_out, restorable,"
+        " created_at, updated_at FROM contacts",
+        "INSERT INTO subscriptions_new SELECT phone, flow, state, since, question, updated_at,"
+        " changed FROM subscriptions",
+        "INSERT INTO profile_new SELECT phone, field, value, updated_at FROM profile",
+        "DROP TABLE profile",
+        "DROP TABLE subscriptions",
+        "DROP TABLE contacts",
+        "ALTER TABLE contacts_new RENAME TO contacts",
+        "ALTER TABLE subscriptions_new RENAME TO subscriptions",
+        "ALTER TABLE profile_new RENAME TO profile",
+        "CREATE INDEX idx_subscriptions_flow_state ON subscriptions (flow, state)",
+    ):
+        db.execute(statement)
