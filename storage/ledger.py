@@ -30,14 +30,17 @@ def timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(value: object) -> str:
     """The one JSON spelling hashed everywhere: sorted keys, no spaces, UTF-8."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)
 
 
 def subject_key(secret: str, phone: str) -> str:
     """The pseudonymous number key: HMAC-SHA256 of the E.164 number under the secret."""
-    return hmac.new(secret.encode(), phone.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(secret.encode(), phone.encode(), "sha256").hex()
 
 
 def header(seq: int, at: str, event: str) -> dict:
@@ -47,18 +50,27 @@ def header(seq: int, at: str, event: str) -> dict:
 
 def body_hash(body: dict) -> str:
     """SHA-256 of the body's canonical JSON."""
-    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+    return _sha256(canonical_json(body))
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def chain_hash(previous: str, row_header: dict, row_body_hash: str) -> str:
     """SHA-256 over the previous chain hash, the header's canonical JSON and the body hash."""
-    material = f"{previous}\n{canonical_json(row_header)}\n{row_body_hash}"
-    return hashlib.sha256(material.encode()).hexdigest()
+    return _sha256(f"{previous}\n{canonical_json(row_header)}\n{row_body_hash}")
 
 
 def seal(previous: str, seq: int, at: str, event: str, body: dict) -> LedgerRow:
     """Build the next row of the chain from the previous chain hash."""
-    digest = body_hash(body)
+    return seal_json(previous, seq, at, event, body, canonical_json(body))
+
+
+def seal_json(previous: str, seq: int, at: str, event: str, body: dict, text: str) -> LedgerRow:
+    """`seal`, for a body whose canonical JSON `text` the caller has already made (and
+    stores): the body is serialised once per event."""
+    digest = _sha256(text)
     return LedgerRow(
         seq, at, event, body, digest, chain_hash(previous, header(seq, at, event), digest)
     )

@@ -14,7 +14,7 @@ from typing import Any
 from flows.contact import Contact, Subscription
 from flows.outcome import ConsentEvent, Inbound, Outcome
 from storage import Processed, StoredMessage
-from storage.ledger import GENESIS, LedgerRow, canonical_json, seal, subject_key, timestamp
+from storage.ledger import GENESIS, LedgerRow, canonical_json, seal_json, subject_key, timestamp
 from storage.queue import SQLOutbox
 from storage.records import SQLRecords
 
@@ -211,11 +211,12 @@ class SQLStore(SQLRecords, SQLOutbox):
                 "sid": event.sid,
                 "evidence": dict(event.evidence),
             }
-            row = seal(previous, seq, at, event.event, body)
+            text = canonical_json(body)
+            row = seal_json(previous, seq, at, event.event, body, text)
             conn.execute(
                 "INSERT INTO ledger (seq, at, event, subject_key, body, body_hash, chain_hash)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (seq, at, event.event, key, canonical_json(body), row.body_hash, row.chain_hash),
+                (seq, at, event.event, key, text, row.body_hash, row.chain_hash),
             )
             previous = row.chain_hash
 
