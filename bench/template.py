@@ -98,7 +98,9 @@ def _read(conn: sqlite3.Connection, texts: tuple[str, ...], slots: tuple[str, ..
         auto = keys[0][1] if len(keys) == 1 and keys[0][2].upper() == "INTEGER" else None
         columns = tuple(c[1] for c in info if c[1] != auto)
         getters = []
-        for row in conn.execute(f"SELECT {', '.join(columns)} FROM {name} ORDER BY rowid"):
+        # In key order (some tables are WITHOUT ROWID): messages.id is the order they came.
+        order = ", ".join(c[1] for c in sorted(keys, key=itemgetter(5)))
+        for row in conn.execute(f"SELECT {', '.join(columns)} FROM {name} ORDER BY {order}"):
             indexes = []
             for value in row:
                 if value not in slot:

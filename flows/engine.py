@@ -63,8 +63,9 @@ class _Effects:
 class _Turn:
     """The model `transitions` drives for one flow during one message; it only records."""
 
-    def __init__(self, flow: Flow, fx: _Effects, question: int | None):
+    def __init__(self, flow: Flow, state: str, fx: _Effects, question: int | None):
         self.flow = flow
+        self.state = state  # the attribute transitions reads and moves
         self.fx = fx
         self.question = question
         self.requested = False  # a prompt went out: the confirmation window starts now
@@ -104,8 +105,8 @@ def _step(fx: _Effects, contact: Contact, flow: Flow, trigger: str) -> Contact:
     """Fire `trigger` on the number's subscription to `flow` and return the new state."""
     sub = contact.subscription(flow.id)
     state = sub.state if sub else NEW
-    turn = _Turn(flow, fx, sub.question if sub else None)
-    fire(flow, turn, state, trigger)
+    turn = _Turn(flow, state, fx, sub.question if sub else None)
+    fire(flow, turn, trigger)
     question = turn.question if turn.state == SUBSCRIBED else None
     if sub and turn.state == state and question == sub.question and not turn.requested:
         return contact

@@ -60,11 +60,10 @@ def machine_for(flow: Flow) -> Machine:
     )
 
 
-def fire(flow: Flow, model: object, state: str, trigger: str) -> None:
-    """Run one trigger on `model` (which records effects, never does I/O) from `state`.
+def fire(flow: Flow, model: object, trigger: str) -> None:
+    """Run one trigger on `model` (which records effects, never does I/O) from its `state`.
 
-    The model is driven through the machine's Event directly, not added to the machine:
-    adding one binds a method per trigger and state to it, which cost more than the
-    transition itself on every message."""
-    model.state = state
+    The model is driven through the machine's event, not added to the machine: adding one
+    binds a method per trigger and state to it, which cost more than the transition itself
+    on every message (README, decisions)."""
     machine_for(flow).events[trigger].trigger(model)

@@ -8,7 +8,7 @@ import phonenumbers
 
 
 # phonenumbers parsing is slow next to the rest of a webhook; a conversation's messages
-# come from a few thousand recent numbers, and a small cache keeps worker memory flat.
+# come from recent numbers, and a bounded cache (about 3 MB when full) keeps memory flat.
 @lru_cache(maxsize=16384)
 def to_e164(text: str, region: str | None = None) -> str | None:
     """The E.164 form of `text`, or None when it is not a possible phone number.
