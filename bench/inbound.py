@@ -1,13 +1,14 @@
 """The inbound path under load, side by side with a baseline measured in the same run.
 
-    python bench/inbound.py [--seconds 10] [--numbers 10000] [--concurrency 16 64]
+    python bench/inbound.py [--seconds 10] [--rounds 3] [--numbers 10000] [--concurrency 16 64]
 
 Starts smsbot under gunicorn exactly as the Procfile's `web:` line does (temp SQLite file,
 the shipped flows) and the baseline (bench/baseline.py: form, signature, one insert,
 TwiML) with the same gunicorn line; sends each the same realistic mix of signed webhooks
-(bench/workload.py) with wrk (`apt install wrk`) on loopback; prints req/s, p50, p99 and
-errors for both and the ratio; then checks that every answered message is stored and
-that `flask ledger verify` passes. Bounded: each run lasts --seconds.
+(bench/workload.py) with wrk (`apt install wrk`) on loopback, the two taking turns for
+--rounds rounds; prints req/s, p50, p99 and errors of each app's median run and the ratio;
+then checks that every answered message is stored and that `flask ledger verify` passes.
+Bounded: each run lasts --seconds.
 """
 
 from __future__ import annotations
@@ -118,6 +119,7 @@ def load(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10, help="per run")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per app and concurrency")
     parser.add_argument("--lines", type=int, default=60_000, help="requests prepared per run")
     parser.add_argument("--numbers", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64])
@@ -128,46 +130,68 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="smsbot-bench-") as tmp:
         scratch = Path(tmp)
         ports = {"baseline": free_port(), "smsbot": free_port()}
+        homes = {app: scratch / app for app in ports}  # one gunicorn control socket each
+        for home in homes.values():
+            home.mkdir()
         envs = {
-            "smsbot": smsbot_env(scratch / "smsbot.db", ports["smsbot"], tmp),
+            "smsbot": smsbot_env(scratch / "smsbot.db", ports["smsbot"], str(homes["smsbot"])),
             "baseline": {
                 "BASELINE_DATABASE": str(scratch / "baseline.db"),
                 "BASELINE_TOKEN": TOKEN,
                 "BASELINE_PUBLIC_URL": f"http://127.0.0.1:{ports['baseline']}",
-                "HOME": tmp,
+                "HOME": str(homes["baseline"]),
             },
         }
         commands = {
             "smsbot": command,
             "baseline": command.replace("'app:create_app()'", "'bench.baseline:create_app()'"),
         }
-        forms = conversations(args.numbers, args.lines * len(args.concurrency))
-        results, answered = {}, set()
-        for app in ("baseline", "smsbot"):
-            server = serve(commands[app], envs[app], ports[app])
-            try:
-                for index, concurrency in enumerate(args.concurrency):
-                    chunk = forms[index * args.lines : (index + 1) * args.lines]
-                    url = f"http://127.0.0.1:{ports[app]}/sms"
-                    lines = signed(chunk, url, TOKEN)
+        runs = [(r, c) for r in range(args.rounds) for c in args.concurrency]
+        forms = conversations(args.numbers, args.lines * len(runs))
+        results: dict[tuple[str, int], list[dict]] = {}
+        answered: set[str] = set()
+        # Both apps stay up (an idle one costs nothing) and take turns, the order swapped
+        # each round, so a drift in the machine's speed weighs on both alike.
+        servers = [serve(commands[app], envs[app], ports[app]) for app in ports]
+        try:
+            for index, (round_, concurrency) in enumerate(runs):
+                chunk = forms[index * args.lines : (index + 1) * args.lines]
+                for app in ("baseline", "smsbot")[:: 1 if round_ % 2 == 0 else -1]:
+                    lines = signed(chunk, f"http://127.0.0.1:{ports[app]}/sms", TOKEN)
                     run = load(ports[app], lines, concurrency, args.seconds, scratch)
-                    results[app, concurrency] = run
+                    results.setdefault((app, concurrency), []).append(run)
                     if app == "smsbot":
                         answered |= {chunk[n]["MessageSid"] for n in run["answered"]}
-            finally:
+        finally:
+            for server in servers:
                 server.terminate()
                 server.wait(timeout=30)
-        print(f"machine: {os.cpu_count()} cores; both apps: {command.split(' --bind')[0]}")
-        print(f"{'app':9} {'conc':>4} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}")
-        for (app, concurrency), r in sorted(results.items(), key=lambda i: (i[0][1], i[0][0])):
-            errors = r["errors"] + r["status_errors"]
-            print(f"{app:9} {concurrency:4} {r['rps']:7.0f} {r['p50_us'] / 1000:7.1f}"
-                  f" {r['p99_us'] / 1000:7.1f} {errors:6}")  # fmt: skip
-        for concurrency in args.concurrency:
-            ratio = results["smsbot", concurrency]["rps"] / results["baseline", concurrency]["rps"]
-            print(f"smsbot/baseline at concurrency {concurrency}: {ratio:.2f}")
+        report(command, results, args.concurrency)
         check_stored(scratch / "smsbot.db", answered)
         print("ledger verify:", verify_ledger(envs["smsbot"]))
+
+
+def report(command: str, results: dict[tuple[str, int], list[dict]], levels: list[int]) -> None:
+    """Each app's median run per concurrency (by req/s), the ratio of the medians, and each
+    round's ratio: the first round's numbers are all new (a burst of JOINs and YESes)."""
+    print(f"machine: {os.cpu_count()} cores; both apps: {command.split(' --bind')[0]}")
+    rounds = len(next(iter(results.values())))
+    print(f"median of {rounds} runs each; req/s of every run in brackets")
+    print(f"{'app':9} {'conc':>4} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}  runs")
+    median = {}
+    for concurrency in levels:
+        for app in ("baseline", "smsbot"):
+            runs = sorted(results[app, concurrency], key=lambda r: r["rps"])
+            r = median[app, concurrency] = runs[len(runs) // 2]
+            errors = sum(run["errors"] + run["status_errors"] for run in runs)
+            every = ", ".join(f"{run['rps']:.0f}" for run in results[app, concurrency])
+            print(f"{app:9} {concurrency:4} {r['rps']:7.0f} {r['p50_us'] / 1000:7.1f}"
+                  f" {r['p99_us'] / 1000:7.1f} {errors:6}  [{every}]")  # fmt: skip
+    for concurrency in levels:
+        ratio = median["smsbot", concurrency]["rps"] / median["baseline", concurrency]["rps"]
+        pairs = zip(results["smsbot", concurrency], results["baseline", concurrency], strict=True)
+        each = ", ".join(f"{s['rps'] / b['rps']:.2f}" for s, b in pairs)
+        print(f"smsbot/baseline at concurrency {concurrency}: {ratio:.2f} (rounds: {each})")
 
 
 def check_stored(database: Path, answered: set[str]) -> None:
