@@ -10,8 +10,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from bench.client import Answer, twiml_replies
-from bench.inbound import ROOT
-from bench.server import BOOT_LIMIT, FLOWS_DIR, Server
+from bench.inbound import FLOWS_DIR, ROOT
+from bench.server import BOOT_LIMIT, Server
 from flows.contact import Contact
 from flows.engine import handle
 from flows.loader import load_flows

@@ -31,6 +31,8 @@ sys.path.insert(0, str(ROOT))
 from bench.workload import conversations, signed  # noqa: E402
 
 TOKEN = "bench-auth-token"
+SECRET_KEY = "bench"
+FLOWS_DIR = ROOT / "flows" / "definitions"  # the shipped flows
 
 
 def web_line() -> str:
@@ -47,27 +49,56 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def smsbot_env(database: Path, port: int, home: str) -> dict[str, str]:
-    """smsbot's settings for a benchmark server on `port` keeping `database`."""
-    return {
-        "SMSBOT_DATABASE": str(database),
-        "SMSBOT_TWILIO_AUTH_TOKEN": TOKEN,
-        "SMSBOT_SECRET_KEY": "bench",
-        "SMSBOT_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "HOME": home,
-    }
+def clean_env(home: Path | str) -> dict[str, str]:
+    """This process's environment without its SMSBOT_ settings or DATABASE_URL (a bench or
+    test must never reach the operator's database), the venv's scripts first on PATH, and
+    HOME (TMPDIR in it) at `home`, which keeps gunicorn's control socket
+    (~/.gunicorn/gunicorn.ctl) apart from any other gunicorn's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMSBOT_")}
+    env.pop("DATABASE_URL", None)
+    tmp = Path(home) / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    env.update(
+        PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""),
+        HOME=str(home),
+        TMPDIR=str(tmp),
+    )
+    return env
+
+
+def smsbot_env(
+    database: Path,
+    port: int | None,
+    home: Path | str,
+    token: str = TOKEN,
+    secret: str = SECRET_KEY,
+    **settings: str,
+) -> dict[str, str]:
+    """The whole environment of an smsbot keeping `database`, with the shipped flows; given
+    a port, for a server on it. `settings` (names without the prefix) go on top."""
+    env = clean_env(home)
+    env.update(
+        SMSBOT_DATABASE=str(database),
+        SMSBOT_FLOWS_DIR=str(FLOWS_DIR),
+        SMSBOT_TWILIO_AUTH_TOKEN=token,
+        SMSBOT_SECRET_KEY=secret,
+    )
+    if port is not None:
+        env.update(PORT=str(port), SMSBOT_PUBLIC_URL=f"http://127.0.0.1:{port}")
+    env.update({f"SMSBOT_{k}": v for k, v in settings.items()})
+    return env
 
 
 def serve(
     command: str, env: dict[str, str], port: int, log: Path | None = None
 ) -> subprocess.Popen:
-    """Start a gunicorn command line and wait until it accepts connections; its error log
-    (stderr) goes to `log` when given."""
+    """Start a gunicorn command line in the environment `env` (all of it) and wait until it
+    accepts connections; its error log (stderr) goes to `log` when given."""
     with open(log or os.devnull, "ab") as errors:
         process = subprocess.Popen(
             ["sh", "-c", f"exec {command}"],
             cwd=ROOT,
-            env={**os.environ, **env, "PORT": str(port)},
+            env={**env, "PORT": str(port)},
             stdout=subprocess.DEVNULL,
             stderr=errors,
             start_new_session=True,
@@ -130,16 +161,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="smsbot-bench-") as tmp:
         scratch = Path(tmp)
         ports = {"baseline": free_port(), "smsbot": free_port()}
-        homes = {app: scratch / app for app in ports}  # one gunicorn control socket each
-        for home in homes.values():
-            home.mkdir()
-        envs = {
-            "smsbot": smsbot_env(scratch / "smsbot.db", ports["smsbot"], str(homes["smsbot"])),
+        envs = {  # a home each: one gunicorn control socket each
+            "smsbot": smsbot_env(scratch / "smsbot.db", ports["smsbot"], scratch / "smsbot"),
             "baseline": {
+                **clean_env(scratch / "baseline"),
                 "BASELINE_DATABASE": str(scratch / "baseline.db"),
                 "BASELINE_TOKEN": TOKEN,
                 "BASELINE_PUBLIC_URL": f"http://127.0.0.1:{ports['baseline']}",
-                "HOME": str(homes["baseline"]),
             },
         }
         commands = {
@@ -209,7 +237,7 @@ def verify_ledger(env: dict[str, str]) -> str:
     verify = subprocess.run(
         ["flask", "ledger", "verify"],
         cwd=ROOT,
-        env={**os.environ, **env},
+        env=env,
         capture_output=True,
         text=True,
         timeout=900,  # it reads the whole ledger: about a minute per 2 million events

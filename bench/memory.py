@@ -118,7 +118,7 @@ def main() -> None:
     command = web_line()
     with tempfile.TemporaryDirectory(prefix="smsbot-memory-") as tmp:
         scratch, port = Path(tmp), free_port()
-        env = smsbot_env(scratch / "smsbot.db", port, tmp)
+        env = smsbot_env(scratch / "smsbot.db", port, scratch)
         log = scratch / "gunicorn.log"
         forms = conversations(args.numbers, args.messages)
         url = f"http://127.0.0.1:{port}/sms"

@@ -63,7 +63,7 @@ def main() -> None:
         scratch = Path(tmp)
         databases = {name: scratch / f"{name}.db" for name in sizes}
         ports = {name: free_port() for name in sizes}
-        envs = {name: smsbot_env(databases[name], ports[name], tmp) for name in sizes}
+        envs = {name: smsbot_env(databases[name], ports[name], scratch / name) for name in sizes}
         filled = {}
         for name, contacts in sizes.items():
             # The secret the servers use: the contacts' ledger keys must match theirs.

@@ -8,7 +8,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -16,10 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.inbound import ROOT, TOKEN, free_port, web_line
+from bench.inbound import ROOT, free_port, smsbot_env, web_line
 from storage import Store, open_store
 
-FLOWS_DIR = ROOT / "flows" / "definitions"
 SECRET_KEY = "faults"
 BOOT_LIMIT = 30.0  # seconds gunicorn gets to answer /healthz, or to stop
 
@@ -58,15 +56,8 @@ class Server:
         return found
 
     def stop(self) -> None:
-        """SIGTERM the arbiter (it stops its workers); SIGKILL the group if it hangs."""
-        if self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=BOOT_LIMIT)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        """Stop the server and its workers."""
+        stop(self.process)
 
     def healthy(self) -> bool:
         """True when /healthz answers 200."""
@@ -96,24 +87,10 @@ class Server:
 def serve(scratch: Path, workers: int = 2, database_url: str | None = None, **settings: str):
     """Run the Procfile's `web:` line on a fresh database; yield the Server, stop it after."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SMSBOT_")}
-    env.pop("DATABASE_URL", None)
-    (scratch / "tmp").mkdir(parents=True, exist_ok=True)
-    env.update(
-        PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""),
-        HOME=str(scratch),  # gunicorn's control socket stays out of the real home
-        TMPDIR=str(scratch / "tmp"),
-        PORT=str(port),
-        WEB_CONCURRENCY=str(workers),
-        SMSBOT_DATABASE=str(scratch / "smsbot.db"),
-        SMSBOT_FLOWS_DIR=str(FLOWS_DIR),
-        SMSBOT_TWILIO_AUTH_TOKEN=TOKEN,
-        SMSBOT_SECRET_KEY=SECRET_KEY,
-        SMSBOT_PUBLIC_URL=f"http://127.0.0.1:{port}",
-    )
     if database_url:
-        env["SMSBOT_DATABASE_URL"] = database_url
-    env.update({f"SMSBOT_{k}": v for k, v in settings.items()})
+        settings["DATABASE_URL"] = database_url
+    env = smsbot_env(scratch / "smsbot.db", port, scratch, secret=SECRET_KEY, **settings)
+    env["WEB_CONCURRENCY"] = str(workers)
     log = scratch / "gunicorn.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
@@ -134,6 +111,19 @@ def serve(scratch: Path, workers: int = 2, database_url: str | None = None, **se
         yield server
     finally:
         server.stop()
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM a gunicorn arbiter started in its own session (it stops its workers);
+    SIGKILL the whole process group if it hangs."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=BOOT_LIMIT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 @contextmanager

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -14,32 +11,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.inbound import free_port, web_line
-from tests.conftest import AUTH_TOKEN, BUSINESS_NUMBER, ROOT, SHIPPED_FLOWS, sign
+from bench.inbound import smsbot_env as bench_env
+from bench.server import stop
+from tests.conftest import AUTH_TOKEN, BUSINESS_NUMBER, ROOT, sign
 
 SECRET_KEY = "live-test-secret-key"
 BOOT_LIMIT = 30.0  # seconds gunicorn gets to answer /healthz or to exit; a bound, not a check
 
 
-def smsbot_env(tmp_path: Path, **settings: str) -> dict[str, str]:
-    """A clean environment: no inherited SMSBOT_ settings, a temp database, the test token.
-    `settings` (names without the prefix) override those; a test on PostgreSQL passes its
-    DATABASE_URL (see `Backend.env` in conftest.py)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SMSBOT_")}
-    env.pop("DATABASE_URL", None)
-    # The venv's scripts (gunicorn, flask) first; HOME in tmp keeps gunicorn's control
-    # socket (~/.gunicorn/gunicorn.ctl) away from any other gunicorn on this machine.
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    env["HOME"] = str(tmp_path)
-    env["TMPDIR"] = str(tmp_path / "tmp")
-    os.makedirs(env["TMPDIR"], exist_ok=True)
-    env.update(
-        SMSBOT_DATABASE=str(tmp_path / "smsbot.db"),
-        SMSBOT_FLOWS_DIR=str(SHIPPED_FLOWS),
-        SMSBOT_TWILIO_AUTH_TOKEN=AUTH_TOKEN,
-        SMSBOT_SECRET_KEY=SECRET_KEY,
-    )
-    env.update({f"SMSBOT_{k}": v for k, v in settings.items()})
-    return env
+def smsbot_env(tmp_path: Path, port: int | None = None, **settings: str) -> dict[str, str]:
+    """A clean environment (no inherited SMSBOT_ settings), a database in `tmp_path`, the
+    test token; `settings` (names without the prefix) override those, and a test on
+    PostgreSQL passes its DATABASE_URL (see `Backend.env` in conftest.py)."""
+    return bench_env(tmp_path / "smsbot.db", port, tmp_path, AUTH_TOKEN, SECRET_KEY, **settings)
 
 
 @dataclass
@@ -56,8 +40,7 @@ class Gunicorn:
     def __init__(self, tmp_path: Path, workers: int = 2, **settings: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = smsbot_env(tmp_path, PUBLIC_URL=self.url, **settings)
-        self.env["PORT"] = str(self.port)
+        self.env = smsbot_env(tmp_path, self.port, **settings)
         self.env["WEB_CONCURRENCY"] = str(workers)
         self.log_path = tmp_path / "gunicorn.log"
         self.process: subprocess.Popen | None = None
@@ -102,15 +85,9 @@ class Gunicorn:
             return None
 
     def stop(self) -> None:
-        """SIGTERM the arbiter (it stops its workers); SIGKILL our process group if it hangs."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=BOOT_LIMIT)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        """Stop gunicorn and its workers."""
+        if self.process is not None:
+            stop(self.process)
 
     def __enter__(self) -> Gunicorn:
         self.start()
