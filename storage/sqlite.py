@@ -7,7 +7,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from sqlite_utils import Database
 
@@ -78,8 +78,11 @@ class SQLiteStore(SQLStore):
             size = os.stat(self.path + "-wal").st_size
         except FileNotFoundError:
             return
+        # The message is committed, so its answer must not fail here: a checkpoint that
+        # can't run now (another is running) is left to the next writer.
         if size > CHECKPOINT_BYTES:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            with suppress(sqlite3.OperationalError):
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     @contextmanager
     def _turn(self) -> Iterator[None]:
