@@ -121,6 +121,19 @@ def as_werkzeug_decodes(raw: bytes) -> dict[str, str]:
     return Request(environ).form.to_dict()
 
 
+def post_raw(client, raw: bytes) -> tuple[dict[str, str], object]:
+    """POST a raw urlencoded body to /sms, signed over the form werkzeug decodes from it;
+    returns that form and the response."""
+    form = as_werkzeug_decodes(raw)
+    response = client.post(
+        "/sms",
+        data=raw,
+        content_type="application/x-www-form-urlencoded",
+        headers={"X-Twilio-Signature": sign(PUBLIC_URL + "/sms", form)},
+    )
+    return form, response
+
+
 def urlencoded(fields: list[tuple[str, bytes]]) -> bytes:
     return b"&".join(
         name.encode() + b"=" + urllib.parse.quote_from_bytes(value).encode()
@@ -152,13 +165,7 @@ def test_invalid_utf8_in_the_form_gets_200_not_500(client, settings, body, in_fr
             ("Body", body),
         ]
     )
-    form = as_werkzeug_decodes(raw)
-    response = client.post(
-        "/sms",
-        data=raw,
-        content_type="application/x-www-form-urlencoded",
-        headers={"X-Twilio-Signature": sign(PUBLIC_URL + "/sms", form)},
-    )
+    form, response = post_raw(client, raw)
     assert_twiml(response)
     assert stored_inbound(settings, sid) == [form["Body"].replace("\x00", "\ufffd")]
 
@@ -169,13 +176,7 @@ def test_unescaped_invalid_utf8_body_is_not_a_crash(client, settings, body) -> N
     # Raw bytes outside %-escapes: werkzeug can't decode the form at all and hands the app
     # an empty one, so a signature over it is valid and the answer names the missing field.
     raw = b"MessageSid=" + fresh_sid().encode() + b"&From=%2B15555550100&Body=" + body
-    form = as_werkzeug_decodes(raw)
-    response = client.post(
-        "/sms",
-        data=raw,
-        content_type="application/x-www-form-urlencoded",
-        headers={"X-Twilio-Signature": sign(PUBLIC_URL + "/sms", form)},
-    )
+    form, response = post_raw(client, raw)
     assert form == {}
     assert response.status_code == 400
     assert response.get_data(as_text=True) == "missing field: From\n"
